@@ -1,0 +1,32 @@
+# Convenience targets; ./dev is the entry point and works without make.
+.PHONY: help setup demo test test-fast lint type golden bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup:  ## create or refresh .venv
+	./dev setup
+
+demo:  ## compile every example and print the optimization report
+	./dev demo
+
+test:  ## lint, type-check and run the whole suite
+	./dev test
+
+test-fast:  ## only the test suite, no lint or type check
+	.venv/bin/pytest -q
+
+lint:  ## ruff
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+type:  ## mypy --strict
+	.venv/bin/mypy
+
+golden:  ## rewrite golden files from the current output (review the diff!)
+	.venv/bin/pytest tests/golden --update-goldens -q
+
+bench:  ## benchmarks, one table
+	./dev bench
+
+clean:  ## remove build outputs
+	rm -rf build dist out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The aobc runtime (aobc.runtime): interpreter, executors and stores."""

@@ -1,0 +1,1 @@
+"""Pass plugins compiled to WebAssembly (aobc.wasm_passes)."""
