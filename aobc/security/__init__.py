@@ -1,0 +1,1 @@
+"""Security checks shared by the compiler and the runtime."""
