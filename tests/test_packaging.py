@@ -1,0 +1,62 @@
+"""A non-editable install works on its own: the wheel carries the grammar and the CLI runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_wheel_installs_into_a_fresh_venv_and_finds_its_grammar(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = dist.glob("aobc-*.whl")
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "--quiet", str(wheel)], check=True, capture_output=True
+    )
+    # Run from an empty directory, so nothing from the checkout can be imported by accident.
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    example = ROOT / "examples" / "lead_enrichment.aob"
+    out = subprocess.run(
+        [str(env_dir / "bin" / "aobc"), "validate", str(example)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    probe = subprocess.run(
+        [str(py), "-c", "import aobc, aobc.grammar, aobc.runtime; print(aobc.__file__)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert str(env_dir) in probe.stdout
