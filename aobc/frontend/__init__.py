@@ -15,7 +15,7 @@ from aobc import errorcodes as ec
 from aobc.diagnostics import Diagnostic
 from aobc.errors import FrontendError
 from aobc.frontend.dsl import parse_dsl
-from aobc.frontend.json_loader import parse_json
+from aobc.frontend.json_loader import depth_of, parse_json
 from aobc.frontend.schema import JsonSourceMap, SourceMap, load_partial
 from aobc.ir import Workflow, is_identifier
 from aobc.policy import DEFAULT_POLICY, Limits, Policy
@@ -102,6 +102,16 @@ def parse_source(src: SourceFile, policy: Policy = DEFAULT_POLICY) -> tuple[Any,
             )
         doc, smap = parse_dsl(src, diags)
         ok = doc is not None
+        depth = depth_of(doc) if ok else 0
+        if depth > policy.limits.max_depth:
+            diags.append(
+                Diagnostic.error(
+                    ec.SIZE_LIMIT,
+                    f"workflow is nested {depth} levels deep; the limit is {policy.limits.max_depth}",
+                    smap.loc(""),
+                )
+            )
+            ok = False
     diags.extend(check_document_limits(doc, smap, policy.limits) if ok else ())
     if diags:
         raise FrontendError(diags)
