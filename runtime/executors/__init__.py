@@ -1,0 +1,1 @@
+"""Executors: the code that runs one kind of workflow node (``http``, ...)."""
