@@ -51,7 +51,7 @@ class ExecNode(msgspec.Struct, frozen=True, array_like=True):
     join_n: int  # inputs a join waits for (n of m); 0 when not n_of_m
     timeout_ms: int  # -1: none
     max_attempts: int
-    config: int
+    config: int  # the node's canonical document; a composite's holds "workflow_hash" instead
     config_hash: str  # sha256 of the canonical config: the node's share of its cache key
     origin: int  # const index of the patch id that introduced or last changed it; -1: base
     sub: int  # composite: index into ExecIR.subs; -1 otherwise
@@ -98,6 +98,7 @@ class ExecIR(msgspec.Struct, frozen=True):
     consts: list[Any]
     subs: list[ExecIR] = []
     format: int = FORMAT_VERSION
+    description: str | None = None
 
     def const(self, i: int) -> Any:
         return None if i < 0 else self.consts[i]

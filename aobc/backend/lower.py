@@ -322,4 +322,5 @@ def lower(
         consts=pool.values,
         subs=subs,
         format=FORMAT_VERSION,
+        description=wf.description,
     )

@@ -30,6 +30,12 @@ COMMANDS: Final = {
     "show": ("aobc.cli.show", "print a compiled .aobir file as text"),
     "patch": ("aobc.cli.patch", "apply or diff RFC 6902 JSON patches"),
     "passes": ("aobc.cli.list_passes", "list the registered passes and their options"),
+    "run": ("aobc.cli.run", "run a workflow in this process, on the embedded store"),
+    "runs": ("aobc.cli.runs", "list runs, show one, or print its timeline"),
+    "resume": ("aobc.cli.resume", "continue a run from where it stopped"),
+    "cancel": ("aobc.cli.cancel", "cancel a run"),
+    "approve": ("aobc.cli.approve", "approve or reject a pending approval"),
+    "replay": ("aobc.cli.replay", "re-execute a run from a node and report what diverged"),
 }
 
 
@@ -42,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
 
 def version_text() -> str:
     try:
-        from aobc.runtime import IMPLEMENTATION  # type: ignore[attr-defined]
+        from aobc.runtime import IMPLEMENTATION
     except ImportError:
         IMPLEMENTATION = "none"
     return f"aobc {__version__} (interpreter core: {IMPLEMENTATION})"

@@ -17,7 +17,16 @@ from aobc.policy import Policy
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="patch_command", metavar="apply|diff", required=True)
+    sub = p.add_subparsers(dest="patch_command", metavar="apply|diff|propose", required=True)
+    pr = sub.add_parser("propose", help="propose a live patch to a running run")
+    pr.add_argument("run")
+    pr.add_argument("patch")
+    pr.add_argument("--by", default=None, help="who proposes (default: the current user)")
+    pr.add_argument(
+        "--store", metavar="DIR", help="the embedded store (default: $AOBC_STORE or ./.aobc)"
+    )
+    add_policy_flag(pr)
+    add_output_flag(pr)
     a = sub.add_parser("apply", help="apply PATCH to DOC and print the result")
     a.add_argument("doc")
     a.add_argument("patch")
@@ -51,6 +60,8 @@ def _dump(value: Any) -> str:
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
     policy = policy_from(args)
+    if args.patch_command == "propose":
+        return _propose(args, policy)
     if args.patch_command == "apply":
         doc = _read_json(args.doc, policy)
         patch = patch_from_json(_read_json(args.patch, policy), args.patch, policy)
@@ -71,4 +82,21 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         base=content_hash(a),
     )
     write_output(args.out, _dump(patch.to_json()))
+    return 0
+
+
+def _propose(args: argparse.Namespace, policy: Policy) -> int:
+    import getpass
+    import sys
+
+    from aobc.cli.session import open_stores
+    from aobc.runtime.commands import propose
+
+    raw = _read_json(args.patch, policy)
+    stores = open_stores(args)
+    try:
+        pid = propose(stores, args.run, raw, args.by or getpass.getuser(), args.patch)
+    finally:
+        stores.extra["embedded"].close()
+    sys.stdout.write(f"proposed {pid} to {args.run}; the run validates and applies it\n")
     return 0

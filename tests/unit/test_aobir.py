@@ -10,7 +10,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from aobc.runtime.execir import ExecEdge, ExecIR
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from aobc.backend.lower import lower
 from aobc.backend.text import ir_to_text
 from aobc.errors import IRFormatError
 from aobc.frontend import load_text
+from aobc.runtime.execir import ExecEdge, ExecIR
 from aobc.source import JsonLoc
 
 SAMPLE = """

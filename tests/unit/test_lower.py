@@ -7,21 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from aobc.runtime.execir import (
-    E_EFFECTFUL,
-    E_IDEMPOTENT,
-    E_PURE,
-    J_ALL,
-    J_ANY,
-    J_N_OF_M,
-    K_APPROVAL,
-    K_COMPOSITE,
-    K_FUNCTION,
-    K_HTTP,
-    K_JOIN,
-    PRIORITIES,
-    ExecIR,
-)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +27,21 @@ from aobc.ir import (
     OutputDecl,
     ValueType,
     Workflow,
+)
+from aobc.runtime.execir import (
+    E_EFFECTFUL,
+    E_IDEMPOTENT,
+    E_PURE,
+    J_ALL,
+    J_ANY,
+    J_N_OF_M,
+    K_APPROVAL,
+    K_COMPOSITE,
+    K_FUNCTION,
+    K_HTTP,
+    K_JOIN,
+    PRIORITIES,
+    ExecIR,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

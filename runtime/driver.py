@@ -1,0 +1,498 @@
+"""Driving one run: ready nodes out, completions in, every state change an event.
+
+The driver keeps the run's state as a fold over its events (`RunState`) and derives routing
+from it (`routing.rebuild`), so starting, resuming after a crash, and continuing after a live
+patch are the same code path. Its loop:
+
+1. run every ready node: pure synchronous functions inline (no task, no await), everything
+   else as an asyncio task;
+2. append the events produced so far, in one batch;
+3. wait for a task to finish, a timer or ticket deadline, or the next poll of the log for
+   decisions, cancellations and patches written by other processes.
+
+Write-ahead rule: an event is appended before anything acts on it. A non-pure node's
+`node.started` is durable before it runs, and its `node.succeeded` is durable before its
+successors start, so a crash never loses a completion that something downstream saw, and a
+node interrupted mid-flight runs again with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aobc.expr import ExprError
+from aobc.runtime import core
+from aobc.runtime.env import RunEnv, evaluate
+from aobc.runtime.execir import (
+    E_PURE,
+    K_APPROVAL,
+    K_CONDITION,
+    K_FUNCTION,
+    K_JOIN,
+    K_TIMER,
+    ExecIR,
+)
+from aobc.runtime.executors.function import NodeContext, call_sync
+from aobc.runtime.routing import EdgeTable, rebuild
+from aobc.runtime.state import RunState
+from aobc.runtime.stores.base import Conflict, Event
+from aobc.runtime.values import ValueError_, value_hash
+
+if TYPE_CHECKING:
+    from aobc.runtime.engine import Engine
+
+
+class NodeFailure(Exception):
+    """A node failed for good (after its retries); the run fails with it."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    outputs: Any = None
+    error: str | None = None
+    waiting: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"run": self.run_id, "status": self.status}
+        if self.status == "succeeded":
+            out["outputs"] = self.outputs
+        if self.error:
+            out["error"] = self.error
+        if self.waiting:
+            out["waiting"] = self.waiting
+        return out
+
+
+def idempotency_key(run_id: str, node_id: str, item: int | None = None) -> str:
+    """The same for every attempt of the same logical call, and different across runs."""
+    raw = f"{run_id}\x00{node_id}" + ("" if item is None else f"\x00{item}")
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+class RunDriver:
+    """Drives one run to a terminal state (or to waiting on humans)."""
+
+    def __init__(self, engine: Engine, state: RunState, ir: ExecIR) -> None:
+        self.engine = engine
+        self.events = engine.stores.events
+        self.state = state
+        self.full = state.mode != "fast"
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self.results: asyncio.Queue[tuple[str, Any, BaseException | None]] = asyncio.Queue()
+        self.values: list[Any] = []
+        self.memo_pending: dict[str, str] = {}
+        self.ir: ExecIR = ir
+        self.set_ir(ir)
+
+    # --- IR and routing -------------------------------------------------------------
+
+    def set_ir(self, ir: ExecIR) -> None:
+        """Switch to `ir` (the start, or a live patch) and rebuild routing from history."""
+        old_values = (
+            {n.id: self.values[i] for i, n in enumerate(self.ir.nodes)} if self.values else {}
+        )
+        self.ir = ir
+        self.index = {n.id: i for i, n in enumerate(ir.nodes)}
+        self.configs = [ir.consts[n.config] for n in ir.nodes]
+        self.edges = EdgeTable(ir)
+        self.values = [old_values.get(n.id) for n in ir.nodes]
+        self.env = RunEnv(self.index, self.values, self.state.inputs)
+        for node_id, digest in self.state.done.items():
+            i = self.index.get(node_id)
+            if i is not None and digest is not None and self.values[i] is None:
+                self.values[i] = self.engine.values.get(digest)
+        self.routing, ready = rebuild(
+            ir, self.edges, self.state.order, self.index, self.values.__getitem__, self.env
+        )
+        # Nodes with a task in flight keep running across a switch of IR. A node the log says
+        # started but that has no task was interrupted (a crash): it stays ready, and runs
+        # again with the same idempotency key.
+        for node_id in self.tasks:
+            i = self.index.get(node_id)
+            if i is not None and self.routing.status[i] == core.READY:
+                self.routing.status[i] = core.RUNNING
+        self.ready = [i for i in ready if self.routing.status[i] == core.READY]
+        self.resolved = sum(1 for s in self.routing.status if s in (core.DONE, core.SKIPPED))
+
+    # --- events -----------------------------------------------------------------------
+
+    def emit(self, etype: str, data: dict[str, Any]) -> None:
+        """Apply an event to the state now and queue it for the next append."""
+        self.state.apply(etype, data)
+        self.pending.append((etype, data))
+
+    def flush(self) -> None:
+        """Append the queued events in one transaction (the write-ahead point)."""
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        while True:
+            try:
+                stored = self.events.append(
+                    self.state.run_id, batch, expect_seq=self.state.last_seq
+                )
+                break
+            except Conflict:
+                # Another process (a human's decision, a cancel) appended first: fold its
+                # events in, then append ours after them.
+                self.absorb_external()
+        self.state.last_seq = stored[-1].seq
+        for e in stored:
+            self.engine.notify(e)
+
+    def absorb_external(self) -> None:
+        for e in self.events.read(self.state.run_id, after=self.state.last_seq):
+            self.state.apply_event(e)
+            self.engine.notify(e)
+            self.on_external(e)
+
+    def on_external(self, e: Event) -> None:
+        if e.type == "ticket.decided":
+            self.engine.waits.decided(self, e.data["ticket"])
+        elif e.type == "patch.proposed" and e.data.get("source", "").startswith("human"):
+            self.engine.live.apply(self, e.data["patch"], source=e.data["source"])
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def drive(self) -> RunResult:
+        self.engine.waits.rearm(self)
+        for proposal in list(self.state.proposals):
+            self.engine.live.apply(self, proposal["patch"], source=proposal.get("source", "human"))
+        while not self.state.finished:
+            if self.state.cancel is not None:
+                await self.cancel_all()
+                break
+            self.dispatch()
+            self.flush()
+            if self.state.finished:
+                break
+            if not self.tasks and not self.ready and self.engine.waits.idle(self):
+                self.finish()
+                self.flush()
+                break
+            if not self.engine.options.wait_for_humans and self.only_waiting_for_humans():
+                self.flush()
+                return self.result("waiting")
+            await self.wait()
+        await self.cancel_tasks()
+        self.flush()
+        return self.result(self.state.status)
+
+    def only_waiting_for_humans(self) -> bool:
+        return not self.tasks and not self.ready and self.engine.waits.only_tickets(self)
+
+    async def wait(self) -> None:
+        timeout = min(self.engine.options.poll_interval, self.engine.waits.next_deadline_in(self))
+        try:
+            done_id, value, error = await asyncio.wait_for(
+                self.results.get(), timeout=max(timeout, 0)
+            )
+        except TimeoutError:
+            self.absorb_external()
+            self.engine.waits.tick(self)
+            return
+        self.tasks.pop(done_id, None)
+        self.on_done(done_id, value, error)
+        while not self.results.empty():
+            done_id, value, error = self.results.get_nowait()
+            self.tasks.pop(done_id, None)
+            self.on_done(done_id, value, error)
+
+    def on_done(self, node_id: str, value: Any, error: BaseException | None) -> None:
+        i = self.index.get(node_id)
+        if i is None or self.state.finished:
+            return
+        if error is not None:
+            self.fail(node_id, error)
+            return
+        from aobc.runtime.nodes import AgentOutcome
+
+        memo_key = self.memo_pending.pop(node_id, None)
+        if isinstance(value, AgentOutcome):
+            if value.patch is None:
+                self.succeed(i, value.output)
+                return
+            # Record the answer first, then let the patch change the graph: the patch may
+            # add successors to this very node, which the rebuilt routing then makes ready.
+            self.succeed(i, value.output, route=False)
+            self.engine.live.apply(self, value.patch, source=f"agent:{node_id}")
+            j = self.index.get(node_id)  # positions change when the patch was applied
+            if j is not None and self.routing.status[j] != core.DONE:
+                self.route(j, value.output)  # the patch was refused: route on the old graph
+            return
+        self.succeed(i, value, memo_key=memo_key)
+
+    # --- dispatch ------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Run every ready node; inline ones may make more nodes ready, so loop."""
+        while self.ready and not self.state.finished:
+            i = self.ready.pop()
+            if self.routing.status[i] != core.READY:
+                continue
+            self.routing.status[i] = core.RUNNING
+            self.start_node(i)
+
+    def start_node(self, i: int) -> None:
+        node = self.ir.nodes[i]
+        node_id = node.id
+        frozen = self.state.frozen.get(node_id)
+        if frozen is not None:
+            self.succeed(i, self.engine.values.get(frozen), frozen=frozen)
+            return
+        kind = node.kind
+        try:
+            if kind == K_JOIN:
+                self.succeed(i, self.join_output(i))
+            elif kind == K_CONDITION:
+                self.succeed(i, evaluate(self.configs[i]["expr"], self.env))
+            elif (
+                kind == K_FUNCTION
+                and node.effect == E_PURE
+                and self.engine.inline_ok(self.configs[i])
+            ):
+                self.run_inline(i)
+            elif kind == K_TIMER or kind == K_APPROVAL:
+                self.engine.waits.start(self, i)
+            else:
+                self.spawn(i)
+        except (ExprError, ValueError_, NodeFailure) as err:
+            self.fail(node_id, err)
+
+    def join_output(self, i: int) -> dict[str, Any]:
+        """A join's output: the outputs of its inputs that ran, by node id."""
+        out = {}
+        for p in self.ir.predecessors(i):
+            if self.routing.status[p] == core.DONE:
+                out[self.ir.nodes[p].id] = self.values[p]
+        return out
+
+    def inputs_for(self, i: int) -> dict[str, Any]:
+        """A function's inputs: its rendered `args`, or its predecessors' outputs by id."""
+        args = self.configs[i].get("args")
+        if args is not None:
+            from aobc.runtime.env import render
+
+            rendered: dict[str, Any] = render(args, self.env)
+            return rendered
+        return self.join_output(i)
+
+    def context(self, i: int, attempt: int = 1, item: int | None = None) -> NodeContext:
+        node_id = self.ir.nodes[i].id
+        return NodeContext(
+            self.state.run_id, node_id, idempotency_key(self.state.run_id, node_id, item), attempt
+        )
+
+    def run_inline(self, i: int) -> None:
+        """A pure synchronous function: called right here, no task, no event before it."""
+        cfg = self.configs[i]
+        fn = self.engine.functions.resolve(cfg["fn"])
+        if fn.is_async:
+            self.spawn(i)
+            return
+        inputs = self.inputs_for(i)
+        memo_key = self.memo(i, inputs)
+        if memo_key is not None:
+            cached = self.engine.memo_lookup(memo_key)
+            if cached is not None:
+                self.succeed(i, self.engine.values.get(cached), output=cached, cached=True)
+                return
+        attempts = self.ir.nodes[i].max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                value = call_sync(fn, inputs, self.context(i, attempt))
+                break
+            except Exception as err:  # a workflow function failing is data, not a crash
+                if attempt == attempts:
+                    self.fail(self.ir.nodes[i].id, err)
+                    return
+                self.emit(
+                    "node.failed", self.failure_data(self.ir.nodes[i].id, err, attempt, final=False)
+                )
+        self.succeed(i, value, memo_key=memo_key)
+
+    def memo(self, i: int, inputs: Any) -> str | None:
+        """The memo key of a pure node in a normal full-fidelity run; None: no memo."""
+        if not self.full or self.state.replay is not None:
+            return None
+        return self.engine.memo_key(self.ir.nodes[i], inputs)
+
+    def memo_inputs(self, i: int) -> Any:
+        """What a pure task node's output depends on besides its config, or None."""
+        cfg = self.configs[i]
+        if cfg["type"] == "function":
+            return self.inputs_for(i)
+        if cfg["type"] == "http":
+            from aobc.runtime.env import render
+
+            return render({k: cfg.get(k) for k in ("method", "url", "headers", "body")}, self.env)
+        return None
+
+    def spawn(self, i: int) -> None:
+        node = self.ir.nodes[i]
+        node_id = node.id
+        if node.effect == E_PURE:
+            inputs = self.memo_inputs(i)
+            key = self.memo(i, inputs) if inputs is not None else None
+            if key is not None:
+                cached = self.engine.memo_lookup(key)
+                if cached is not None:
+                    self.succeed(i, self.engine.values.get(cached), output=cached, cached=True)
+                    return
+                self.memo_pending[node_id] = key
+        if node.effect != E_PURE or self.full:
+            # A node interrupted by a crash starts again as a new attempt with the same key.
+            attempt = self.state.attempts.get(node_id, 0) + 1
+            key = idempotency_key(self.state.run_id, node_id)
+            self.emit("node.started", {"node": node_id, "attempt": attempt, "key": key})
+            # Write-ahead: the start of an effect is durable before the effect happens.
+            self.flush()
+        coro = self.engine.nodes.execute(self, i)
+        task = asyncio.get_running_loop().create_task(self._guard(node_id, coro))
+        self.tasks[node_id] = task
+
+    async def _guard(self, node_id: str, coro: Any) -> None:
+        try:
+            value = await coro
+        except asyncio.CancelledError:
+            raise
+        except BaseException as err:  # reported as the node's failure
+            await self.results.put((node_id, None, err))
+            return
+        await self.results.put((node_id, value, None))
+
+    # --- completion ---------------------------------------------------------------------
+
+    def succeed(
+        self,
+        i: int,
+        value: Any,
+        *,
+        output: str | None = None,
+        cached: bool = False,
+        frozen: str | None = None,
+        memo_key: str | None = None,
+        extra: dict[str, Any] | None = None,
+        route: bool = True,
+    ) -> None:
+        node = self.ir.nodes[i]
+        persist = self.full or node.effect != E_PURE or frozen is not None
+        if persist and output is None:
+            output = self.engine.values.put(value)
+            if memo_key is not None:
+                self.engine.memo_store(memo_key, output)
+        elif not persist:
+            value_hash(value)  # still refuse non-JSON outputs in fast mode
+        self.values[i] = value
+        if persist:
+            data: dict[str, Any] = {"node": node.id, "output": output}
+            if cached:
+                data["cached"] = True
+            if frozen is not None:
+                data["frozen"] = True
+            if extra:
+                data.update(extra)
+            self.emit("node.succeeded", data)
+            if node.effect != E_PURE:
+                self.flush()  # successors of an effect start only once it is durable
+        else:
+            # Fast path: a pure node's completion is not logged; a restart reruns it.
+            self.state.done[node.id] = None
+            self.state.order.append(node.id)
+        if route:
+            self.route(i, value)
+
+    def route(self, i: int, value: Any) -> None:
+        taken = self.edges.taken(i, value, self.env)
+        ready, skipped = core.complete(self.routing, i, taken)
+        self.resolved += 1 + len(skipped)
+        if self.full:
+            for s in skipped:
+                self.emit("node.skipped", {"node": self.ir.nodes[s].id})
+        self.ready.extend(ready)
+
+    def failure_data(
+        self, node_id: str, err: BaseException, attempt: int, *, final: bool
+    ) -> dict[str, Any]:
+        kind = getattr(err, "kind", type(err).__name__)
+        message = str(err) or type(err).__name__
+        data = {"node": node_id, "attempt": attempt, "error": message, "kind": kind, "final": final}
+        if final and not isinstance(err, NodeFailure | ExprError | ValueError_) and self.full:
+            data["trace"] = "".join(traceback.format_exception_only(type(err), err)).strip()
+        return data
+
+    def fail(self, node_id: str, err: BaseException) -> None:
+        attempt = self.state.attempts.get(node_id, 1)
+        self.emit("node.failed", self.failure_data(node_id, err, attempt, final=True))
+        self.emit("run.failed", {"error": f'node "{node_id}" failed: {err}', "node": node_id})
+        self.events.set_status(self.state.run_id, "failed")
+
+    def finish(self) -> None:
+        stuck = [
+            n.id
+            for i, n in enumerate(self.ir.nodes)
+            if self.routing.status[i] not in (core.DONE, core.SKIPPED)
+        ]
+        if stuck:
+            # Nothing is running or waiting, yet these nodes never finished: a bug, and the run
+            # must not claim success over it.
+            self.emit(
+                "run.failed",
+                {"error": f"internal: nodes {', '.join(stuck)} never finished", "node": None},
+            )
+            self.events.set_status(self.state.run_id, "failed")
+            return
+        outputs = {}
+        for o in self.ir.outputs:
+            try:
+                outputs[o.name] = evaluate(self.ir.consts[o.expr], self.env)
+            except ExprError as err:
+                self.emit("run.failed", {"error": f'output "{o.name}": {err}', "node": None})
+                self.events.set_status(self.state.run_id, "failed")
+                return
+        digest = self.engine.values.put(outputs)
+        self.emit("run.succeeded", {"outputs": digest, "value": outputs})
+        self.events.set_status(self.state.run_id, "succeeded")
+
+    async def cancel_tasks(self) -> None:
+        for t in self.tasks.values():
+            t.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
+
+    async def cancel_all(self) -> None:
+        await self.cancel_tasks()
+        req = self.state.cancel or {}
+        self.emit(
+            "run.cancelled", {"by": req.get("by", "unknown"), "reason": req.get("reason", "")}
+        )
+        self.events.set_status(self.state.run_id, "cancelled")
+
+    def result(self, status: str) -> RunResult:
+        if status == "waiting":
+            self.events.set_status(self.state.run_id, "waiting")
+        waiting = [t.to_json() for t in self.state.tickets.values() if t.open]
+        return RunResult(
+            self.state.run_id, status, self.state.output_value, self.state.error, waiting
+        )
+
+
+def now() -> float:
+    return time.time()
+
+
+Clock = Callable[[], float]

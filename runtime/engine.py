@@ -1,0 +1,303 @@
+"""The embedded engine: starts, resumes and drives runs in this process, on one store.
+
+`Engine` owns what every run shares (stores, the function resolver, the HTTP client, LLM
+providers, the IR cache) and hands each run to a `RunDriver`. Commands that come from other
+processes (`aobc approve`, `aobc cancel`, `aobc patch propose`) are events appended to the
+run's log; a driving engine notices them by polling the log, and a run nobody drives picks
+them up when it is resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aobc import errorcodes as ec
+from aobc.backend.aobir import decode, encode, ir_hash
+from aobc.backend.lower import lower
+from aobc.canonical import canonical_bytes, content_hash, sha256_hex
+from aobc.diagnostics import Diagnostic
+from aobc.errors import ExecutionError
+from aobc.frontend.schema import JsonSourceMap, load_document
+from aobc.policy import DEFAULT_POLICY, Policy
+from aobc.runtime.driver import RunDriver, RunResult
+from aobc.runtime.execir import E_PURE, ExecIR, ExecNode
+from aobc.runtime.executors.function import FunctionResolver
+from aobc.runtime.live import Live
+from aobc.runtime.locks import RunLock
+from aobc.runtime.nodes import NodeExecutors
+from aobc.runtime.state import RunState
+from aobc.runtime.stores.base import CAS, Event, EventLog, RunRecord
+from aobc.runtime.values import Values
+from aobc.runtime.waits import Waits
+from aobc.source import JsonLoc
+
+
+@dataclass
+class EngineOptions:
+    """How runs execute. Defaults suit `aobc run` on a terminal."""
+
+    mode: str = "full"  # "full": every state change logged; "fast": the minimum
+    policy: Policy = DEFAULT_POLICY
+    clock: Callable[[], float] = time.time
+    poll_interval: float = 0.05  # seconds between looks at the log for outside commands
+    wait_for_humans: bool = True  # False: return "waiting" when only approvals are left
+    search_path: Sequence[str] = ()  # where function modules are imported from
+    providers: Any = None  # aobc.runtime.providers.ProviderConfig
+    secrets: Any = None  # aobc.runtime.executors.http.Secrets
+    on_event: Callable[[Event], None] | None = None
+
+
+@dataclass
+class Stores:
+    """The stores one engine uses; `dir` is set for the on-disk embedded store."""
+
+    events: EventLog
+    cas: CAS
+    dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, stores: Stores, options: EngineOptions | None = None) -> None:
+        self.stores = stores
+        self.options = options or EngineOptions()
+        self.values = Values(stores.cas)
+        self.functions = FunctionResolver(self.options.search_path)
+        self.nodes = NodeExecutors(self)
+        self.waits = Waits(self)
+        self.live = Live(self)
+        self._irs: dict[str, ExecIR] = {}
+        self._http: Any = None
+        self._providers: dict[str, Any] = {}
+        self._inline: dict[str, bool] = {}
+
+    # --- shared services ------------------------------------------------------------------
+
+    def notify(self, event: Event) -> None:
+        if self.options.on_event is not None:
+            self.options.on_event(event)
+
+    def http(self) -> Any:
+        if self._http is None:
+            from aobc.runtime.executors.http import HttpClient, Secrets
+
+            self._http = HttpClient(
+                self.options.policy.ssrf, secrets=self.options.secrets or Secrets()
+            )
+        return self._http
+
+    def provider(self, name: str) -> Any:
+        if name not in self._providers:
+            from aobc.runtime.providers import ProviderConfig, provider_for
+
+            self._providers[name] = provider_for(
+                name, self.options.providers or ProviderConfig.from_env()
+            )
+        return self._providers[name]
+
+    def tool_specs(self, names: Sequence[str]) -> tuple[Any, ...]:
+        if not names:
+            return ()
+        from aobc.runtime.providers import ProviderConfig
+
+        config = self.options.providers or ProviderConfig.from_env()
+        return tuple(config.tools.spec(n) for n in names)
+
+    def inline_ok(self, cfg: Mapping[str, Any]) -> bool:
+        """True for a synchronous function, which a pure node may call inline."""
+        ref = cfg["fn"]
+        ok = self._inline.get(ref)
+        if ok is None:
+            try:
+                ok = not self.functions.resolve(ref).is_async
+            except Exception:  # resolution errors surface when the node runs as a task
+                ok = False
+            self._inline[ref] = ok
+        return ok
+
+    def memo_key(self, node: ExecNode, inputs: Any) -> str | None:
+        """Where a pure node's output is memoized: its config and its inputs' hash."""
+        if node.effect != E_PURE:
+            return None
+        return sha256_hex(node.config_hash.encode() + b"\x00" + canonical_bytes(inputs))
+
+    def memo_lookup(self, key: str) -> str | None:
+        digest = self.stores.events.memo_get(key)
+        return digest if digest is not None and self.stores.cas.has(digest) else None
+
+    def memo_store(self, key: str, digest: str) -> None:
+        self.stores.events.memo_put(key, digest)
+
+    # --- IR ---------------------------------------------------------------------------------
+
+    def store_ir(self, ir: ExecIR, name: str) -> str:
+        data = encode(ir)
+        digest = self.stores.cas.put(data)
+        self._irs[digest] = ir
+        self.stores.events.put_artifact(
+            "ir", digest, name, {"workflow": ir.workflow_hash, "ir_id": ir_hash(ir)}
+        )
+        return digest
+
+    def load_ir(self, digest: str) -> ExecIR:
+        ir = self._irs.get(digest)
+        if ir is None:
+            ir = decode(self.stores.cas.get(digest), f"cas:{digest[:12]}")
+            self._irs[digest] = ir
+        return ir
+
+    def compile_document(self, doc: Mapping[str, Any]) -> ExecIR:
+        """The IR of a sub-workflow given as a document (a map body's composite)."""
+        key = content_hash(doc)
+        ir = self._irs.get(key)
+        if ir is None:
+            diags: list[Diagnostic] = []
+            wf = load_document(dict(doc), JsonSourceMap("sub-workflow"), diags)
+            if wf is None:
+                raise ExecutionError(diags)
+            ir = self._irs[key] = lower(wf)
+        return ir
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    def check_inputs(self, ir: ExecIR, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Inputs with defaults filled in; ExecutionError naming every problem."""
+        out = dict(inputs)
+        problems = []
+        declared = {d.name: d for d in ir.inputs}
+        for name in inputs:
+            if name not in declared:
+                problems.append(f'input "{name}" is not declared by workflow "{ir.name}"')
+        types = {
+            "str": str,
+            "int": int,
+            "float": (int, float),
+            "bool": bool,
+            "list": list,
+            "dict": dict,
+        }
+        for d in ir.inputs:
+            if d.name not in out:
+                if d.required:
+                    problems.append(f'input "{d.name}" ({d.type}) is required')
+                else:
+                    out[d.name] = d.default
+                continue
+            want = types.get(d.type)
+            value = out[d.name]
+            bad_bool = isinstance(value, bool) and d.type in ("int", "float")
+            if want is not None and (not isinstance(value, want) or bad_bool):  # type: ignore[arg-type]
+                problems.append(f'input "{d.name}" must be {d.type}, got {type(value).__name__}')
+        if problems:
+            raise ExecutionError(
+                [Diagnostic.error(ec.INVALID_VALUE, p, JsonLoc("<inputs>", "")) for p in problems]
+            )
+        return out
+
+    async def start(
+        self,
+        ir: ExecIR,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        parent: str | None = None,
+        frozen: Mapping[str, str] | None = None,
+        replay: Mapping[str, Any] | None = None,
+        search_path: Sequence[str] | None = None,
+    ) -> RunResult:
+        digest = self.store_ir(ir, ir.name)
+        values = self.check_inputs(ir, inputs or {})
+        run_id = run_id or f"r-{uuid.uuid4().hex[:16]}"
+        now = self.options.clock()
+        record = RunRecord(
+            run_id, ir.name, digest, "running", now, now, ir.namespace, parent, idempotency_key
+        )
+        started: dict[str, Any] = {
+            "name": ir.name,
+            "namespace": ir.namespace,
+            "workflow": ir.workflow_hash,
+            "version": ir.workflow_hash,
+            "ir": digest,
+            "inputs": values,
+            "mode": self.options.mode,
+        }
+        paths = self.options.search_path if search_path is None else search_path
+        if paths:
+            # Where this run's functions come from, so a resume in another directory finds them.
+            started["search_path"] = [str(Path(p).resolve()) for p in paths]
+        if parent is not None:
+            started["parent"] = parent
+        if frozen:
+            started["frozen"] = dict(frozen)
+        if replay:
+            started["replay"] = dict(replay)
+        first = self.stores.events.create_run(record, [("run.started", started)])
+        for e in first:
+            self.notify(e)
+        return await self.resume(first[0].run_id)
+
+    async def resume(self, run_id: str) -> RunResult:
+        """Drive a run from wherever its log says it is."""
+        events = self.stores.events.read(run_id)
+        if not events:
+            raise ExecutionError(
+                Diagnostic.error(ec.INVALID_VALUE, f"no run {run_id}", JsonLoc("<runs>", ""))
+            )
+        state = RunState.fold(run_id, events)
+        self.functions.add_paths(events[0].data.get("search_path", []))
+        if state.finished:
+            return RunResult(run_id, state.status, state.output_value, state.error)
+        lock = RunLock(self.stores.dir, run_id) if self.stores.dir is not None else None
+        if lock is not None and not lock.try_acquire():
+            raise ExecutionError(
+                Diagnostic.error(
+                    ec.INVALID_VALUE,
+                    f"run {run_id} is being driven by another process",
+                    JsonLoc("<runs>", ""),
+                )
+            )
+        try:
+            if self.stores.events.get_run(run_id) is not None:
+                self.stores.events.set_status(run_id, "running")
+            driver = RunDriver(self, state, self.load_ir(state.ir))
+            try:
+                return await driver.drive()
+            except asyncio.CancelledError:
+                # A parent run was cancelled: say so in this run's log before unwinding.
+                driver.emit("run.cancelled", {"by": "parent", "reason": "the parent run stopped"})
+                driver.flush()
+                self.stores.events.set_status(run_id, "cancelled")
+                raise
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def run_child(
+        self, parent: RunDriver, child_id: str, ir: ExecIR, inputs: Mapping[str, Any]
+    ) -> RunResult:
+        """A sub-workflow run: started once, resumed after a restart, never run twice."""
+        existing = self.stores.events.read(child_id, limit=1)
+        if existing:
+            return await self.resume(child_id)
+        child = Engine(self.stores, self._child_options())
+        child._irs = self._irs
+        child._http = self._http
+        child._providers = self._providers
+        return await child.start(ir, inputs, run_id=child_id, parent=parent.state.run_id)
+
+    def _child_options(self) -> EngineOptions:
+        import dataclasses
+
+        return dataclasses.replace(self.options, wait_for_humans=True)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None

@@ -1,0 +1,153 @@
+"""The coordinator's core, in pure Python: completion in, next ready nodes out.
+
+This is the reference implementation (the oracle) of the routing rules; `_interp.pyx` is the
+accelerated twin with identical behaviour. Both are pure functions of the IR's arrays and a
+run's routing state: no I/O, no clock, no randomness, so a run's state can always be rebuilt
+by replaying its completions, and the two implementations can be tested against each other.
+
+Routing rules, for an edge from a resolved node to its target:
+- the edge is *taken* when its source succeeded and its label and guard select it (the caller
+  decides that, see `taken` below); a skipped source takes none of its edges;
+- a plain node runs once every input edge is resolved and all were taken; one untaken input
+  means it can never run, so it is skipped at once and its own edges resolve as untaken;
+- `join all` runs once every input is resolved, if at least one was taken;
+- `join any` runs on its first taken input, later arrivals are ignored;
+- `join N` (n of m) runs when n inputs were taken, and is skipped as soon as too few remain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aobc.runtime.execir import J_ALL, J_ANY, K_JOIN, ExecIR
+
+PENDING, READY, RUNNING, DONE, SKIPPED, FAILED = range(6)
+STATUS_NAMES = ("pending", "ready", "running", "done", "skipped", "failed")
+
+
+class Routing:
+    """Mutable routing state of one run on one IR: a status and two counters per node."""
+
+    __slots__ = (
+        "arrived",
+        "is_join",
+        "join_mode",
+        "join_n",
+        "pred_counts",
+        "status",
+        "succ_offsets",
+        "succ_targets",
+        "taken",
+    )
+
+    def __init__(self, ir: ExecIR) -> None:
+        n = len(ir.nodes)
+        self.status = [PENDING] * n
+        self.arrived = [0] * n
+        self.taken = [0] * n
+        # Flat copies of what routing reads, so the hot loop touches lists only.
+        self.succ_offsets = ir.succ_offsets
+        self.succ_targets = ir.succ_targets
+        self.pred_counts = ir.pred_counts
+        self.is_join = [node.kind == K_JOIN for node in ir.nodes]
+        self.join_mode = [node.join_mode for node in ir.nodes]
+        self.join_n = [node.join_n for node in ir.nodes]
+
+
+def start(ir: ExecIR) -> tuple[Routing, list[int]]:
+    """A fresh routing state and the nodes ready at the start (the roots)."""
+    st = Routing(ir)
+    ready = list(ir.roots)
+    for i in ready:
+        st.status[i] = READY
+    return st, ready
+
+
+def _arrive(  # noqa: C901 - the routing rules, one branch each, kept in one place to read
+    st: Routing, j: int, took: bool, ready: list[int], skipped: list[int]
+) -> None:
+    """Resolve one input edge of node j; record j in `ready` or `skipped` if that decides it."""
+    st.arrived[j] += 1
+    if took:
+        st.taken[j] += 1
+    if st.status[j] != PENDING:
+        return  # already decided (a join that fired, or a node skipped by an earlier input)
+    m = st.pred_counts[j]
+    if not st.is_join[j]:
+        if not took:
+            st.status[j] = SKIPPED
+            skipped.append(j)
+        elif st.arrived[j] == m:
+            st.status[j] = READY
+            ready.append(j)
+        return
+    mode = st.join_mode[j]
+    if mode == J_ALL:
+        if st.arrived[j] == m:
+            if st.taken[j] > 0:
+                st.status[j] = READY
+                ready.append(j)
+            else:
+                st.status[j] = SKIPPED
+                skipped.append(j)
+    elif mode == J_ANY:
+        if took:
+            st.status[j] = READY
+            ready.append(j)
+        elif st.arrived[j] == m:
+            st.status[j] = SKIPPED
+            skipped.append(j)
+    else:
+        need = st.join_n[j]
+        if st.taken[j] >= need:
+            st.status[j] = READY
+            ready.append(j)
+        elif st.taken[j] + (m - st.arrived[j]) < need:
+            st.status[j] = SKIPPED
+            skipped.append(j)
+
+
+def _propagate_skips(st: Routing, start_at: int, ready: list[int], skipped: list[int]) -> None:
+    """Resolve, as untaken, every edge out of the skipped nodes from `start_at` on."""
+    k = start_at
+    while k < len(skipped):
+        i = skipped[k]
+        k += 1
+        for s in range(st.succ_offsets[i], st.succ_offsets[i + 1]):
+            _arrive(st, st.succ_targets[s], False, ready, skipped)
+
+
+def complete(st: Routing, i: int, taken: Sequence[bool] | None) -> tuple[list[int], list[int]]:
+    """Node i succeeded. Resolve its outgoing edges and return (newly ready, newly skipped).
+
+    `taken[s]` says whether the s-th outgoing edge of i (in CSR order) was taken; None means
+    all were (no labels or guards to evaluate), which is the common, fast case.
+    """
+    st.status[i] = DONE
+    ready: list[int] = []
+    skipped: list[int] = []
+    first = st.succ_offsets[i]
+    for s in range(first, st.succ_offsets[i + 1]):
+        _arrive(
+            st,
+            st.succ_targets[s],
+            True if taken is None else bool(taken[s - first]),
+            ready,
+            skipped,
+        )
+    _propagate_skips(st, 0, ready, skipped)
+    return ready, skipped
+
+
+def skip(st: Routing, i: int) -> tuple[list[int], list[int]]:
+    """Node i will not run (its run was told so): resolve its edges as untaken."""
+    ready: list[int] = []
+    skipped = [i]
+    st.status[i] = SKIPPED
+    _propagate_skips(st, 0, ready, skipped)
+    return ready, skipped[1:]
+
+
+def settled(st: Routing) -> bool:
+    """True when no node can run any more: every node is done, skipped or failed."""
+    return all(s in (DONE, SKIPPED, FAILED) for s in st.status)

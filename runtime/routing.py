@@ -1,0 +1,90 @@
+"""Which outgoing edges a finished node takes, and routing rebuilt from a run's history.
+
+The coordinator core (`interp_py` or the Cython `_interp`) counts and decides; this module
+supplies what needs the values: a condition's value against edge labels, an approval's
+decision, and `when` guards. A node with no labels or guards on its outgoing edges takes
+them all, and the core is told so with `None`, its fast path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aobc.expr import truthy
+from aobc.ir.reach import ELSE_LABEL, label_of
+from aobc.runtime import core
+from aobc.runtime.env import evaluate
+from aobc.runtime.execir import K_APPROVAL, ExecIR
+
+
+class EdgeTable:
+    """Per node: its outgoing edges' labels and guards, precomputed from the IR."""
+
+    __slots__ = ("guarded", "ir", "slots")
+
+    def __init__(self, ir: ExecIR) -> None:
+        self.ir = ir
+        # slots[i]: (label, when) for each outgoing edge of i in CSR order, or None when no
+        # outgoing edge of i has either (then every edge is taken).
+        self.slots: list[list[tuple[str | None, str | None]] | None] = []
+        for i in range(len(ir.nodes)):
+            row = [
+                (ir.const(ir.edges[k].label), ir.const(ir.edges[k].when))
+                for k in ir.succ_edges[ir.succ_offsets[i] : ir.succ_offsets[i + 1]]
+            ]
+            self.slots.append(
+                row if any(lbl is not None or w is not None for lbl, w in row) else None
+            )
+
+    def taken(self, i: int, value: Any, env: Mapping[str, Any]) -> list[bool] | None:
+        """For each outgoing edge of i, whether it is taken given i's output `value`."""
+        row = self.slots[i]
+        if row is None:
+            return None
+        selector = _selector(self.ir.nodes[i].kind, value)
+        labels_hit = [lbl is not None and lbl != ELSE_LABEL and selector == lbl for lbl, _ in row]
+        any_hit = any(labels_hit)
+        out = []
+        for (label, when), hit in zip(row, labels_hit, strict=True):
+            if label is None:
+                ok = True
+            elif label == ELSE_LABEL:
+                ok = not any_hit
+            else:
+                ok = hit
+            if ok and when is not None:
+                ok = truthy(evaluate(when, env))
+            out.append(ok)
+        return out
+
+
+def _selector(kind: int, value: Any) -> str:
+    """The label a node's output selects: an approval's decision, else the value as a label."""
+    if kind == K_APPROVAL and isinstance(value, Mapping):
+        return str(value.get("decision"))
+    return label_of(value)
+
+
+def rebuild(
+    ir: ExecIR,
+    edges: EdgeTable,
+    order: list[str],
+    index: Mapping[str, int],
+    value_of: Callable[[int], Any],
+    env: Mapping[str, Any],
+) -> tuple[core.Routing, list[int]]:
+    """Routing state after the nodes in `order` finished, in that order, on `ir`.
+
+    Returns the state and the nodes ready now. This is how a run resumes after a restart,
+    and how it continues on a new IR after a live patch: replaying completions is exact,
+    because a patch may not change what already ran.
+    """
+    st, _ = core.start(ir)
+    for node_id in order:
+        i = index.get(node_id)
+        if i is None:
+            continue  # removed by a patch before it could run: it no longer matters
+        core.complete(st, i, edges.taken(i, value_of(i), env))
+    ready = [i for i, s in enumerate(st.status) if s == core.READY]
+    return st, ready
