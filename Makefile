@@ -19,8 +19,8 @@ test-fast:  ## only the test suite, no lint or type check
 lint:  ## ruff
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
-type:  ## mypy --strict
-	.venv/bin/mypy
+type:  ## mypy --strict (on the link tree, where runtime/ is aobc.runtime)
+	cd build/__editable__.aobc-*/ && ../../.venv/bin/mypy --config-file ../../pyproject.toml -p aobc
 
 golden:  ## rewrite golden files from the current output (review the diff!)
 	.venv/bin/pytest tests/golden --update-goldens -q

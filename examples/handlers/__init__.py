@@ -1,0 +1,1 @@
+"""Python functions the example workflows call (`function "handlers.leads:score"`)."""
