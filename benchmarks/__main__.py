@@ -6,6 +6,7 @@ import platform
 import sys
 
 from benchmarks import compile as compile_bench
+from benchmarks import runtime as runtime_bench
 
 
 def main() -> int:
@@ -13,7 +14,7 @@ def main() -> int:
         f"aobc benchmarks on {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}"
     )
     print("times are the best of several runs, measured now; compare ratios within this table\n")
-    rows = compile_bench.rows()
+    rows = compile_bench.rows() + runtime_bench.rows()
     width = max(len(r[0]) for r in rows)
     print(f"{'workload'.ljust(width)}  {'time':>10}  note")
     for name, seconds, note in rows:

@@ -42,7 +42,7 @@ from aobc.runtime.executors.function import NodeContext, call_sync
 from aobc.runtime.routing import EdgeTable, rebuild
 from aobc.runtime.state import RunState
 from aobc.runtime.stores.base import Conflict, Event
-from aobc.runtime.values import ValueError_, value_hash
+from aobc.runtime.values import ValueError_, check_json
 
 if TYPE_CHECKING:
     from aobc.runtime.engine import Engine
@@ -313,7 +313,9 @@ class RunDriver:
         attempts = self.ir.nodes[i].max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                value = call_sync(fn, inputs, self.context(i, attempt))
+                # Most pure functions take only their inputs: build a context only if asked.
+                ctx = self.context(i, attempt) if fn.arity == 2 else None
+                value = call_sync(fn, inputs, ctx)  # type: ignore[arg-type]
                 break
             except Exception as err:  # a workflow function failing is data, not a crash
                 if attempt == attempts:
@@ -395,7 +397,7 @@ class RunDriver:
             if memo_key is not None:
                 self.engine.memo_store(memo_key, output)
         elif not persist:
-            value_hash(value)  # still refuse non-JSON outputs in fast mode
+            check_json(value)  # still refuse non-JSON outputs in fast mode
         self.values[i] = value
         if persist:
             data: dict[str, Any] = {"node": node.id, "output": output}
