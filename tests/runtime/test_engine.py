@@ -185,6 +185,9 @@ def test_pure_outputs_are_memoized_across_runs_and_keyed_by_config(harness: Harn
     assert harness.events(second.run_id, "node.succeeded")[0].get("cached") is True
     harness.run(src.format(3))  # other inputs: another key
     assert wf_functions.COUNTER["pure"] == 2
+    changed = src.format(2).replace("effect: pure,", "effect: pure, timeout: 5s,")
+    harness.run(changed)  # same inputs, another config: another key
+    assert wf_functions.COUNTER["pure"] == 3
 
 
 def test_fast_mode_logs_the_minimum(harness: Harness) -> None:
