@@ -327,8 +327,13 @@ class RunDriver:
         self.succeed(i, value, memo_key=memo_key)
 
     def memo(self, i: int, inputs: Any) -> str | None:
-        """The memo key of a pure node in a normal full-fidelity run; None: no memo."""
-        if not self.full or self.state.replay is not None:
+        """The memo key of a pure node, or None: no memo.
+
+        Full-fidelity runs memoize every pure node; fast-path runs only those cache-mark
+        marked (`cache` in their config), where a lookup is known to pay. Replays never
+        read the memo: they are there to see what the code does now.
+        """
+        if self.state.replay is not None or not (self.full or "cache" in self.configs[i]):
             return None
         return self.engine.memo_key(self.ir.nodes[i], inputs)
 
@@ -362,13 +367,14 @@ class RunDriver:
             self.emit("node.started", {"node": node_id, "attempt": attempt, "key": key})
             # Write-ahead: the start of an effect is durable before the effect happens.
             self.flush()
-        coro = self.engine.nodes.execute(self, i)
-        task = asyncio.get_running_loop().create_task(self._guard(node_id, coro))
+        # The coroutine is made inside the task, so a task cancelled before it starts leaves
+        # no never-awaited coroutine behind.
+        task = asyncio.get_running_loop().create_task(self._guard(node_id, i))
         self.tasks[node_id] = task
 
-    async def _guard(self, node_id: str, coro: Any) -> None:
+    async def _guard(self, node_id: str, i: int) -> None:
         try:
-            value = await coro
+            value = await self.engine.nodes.execute(self, i)
         except asyncio.CancelledError:
             raise
         except BaseException as err:  # reported as the node's failure
@@ -392,7 +398,7 @@ class RunDriver:
     ) -> None:
         node = self.ir.nodes[i]
         persist = self.full or node.effect != E_PURE or frozen is not None
-        if persist and output is None:
+        if (persist or memo_key is not None) and output is None:
             output = self.engine.values.put(value)
             if memo_key is not None:
                 self.engine.memo_store(memo_key, output)

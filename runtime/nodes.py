@@ -150,6 +150,17 @@ class NodeExecutors:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def http(self, cfg: Mapping[str, Any], env: RunEnv, key: str) -> Any:
+        if cfg["method"] == "BATCH":
+            # A coalesced batch: its requests go out together; its output is their responses,
+            # in order, so each former node's consumers read their element.
+            parts = [
+                self._one_request({**cfg, **req}, env, f"{key}/{i}")
+                for i, req in enumerate(cfg["requests"])
+            ]
+            return list(await asyncio.gather(*parts))
+        return await self._one_request(cfg, env, key)
+
+    async def _one_request(self, cfg: Mapping[str, Any], env: RunEnv, key: str) -> Any:
         from aobc.runtime.executors.http import HttpError, HttpRequest
 
         limit = timeout_s(cfg)

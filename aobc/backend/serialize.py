@@ -65,6 +65,10 @@ def _kind_fields(n: Node, out: dict[str, Any]) -> None:  # noqa: C901 - one arm 
             out["batchable"] = True
         if n.auth is not None:
             out["auth"] = n.auth
+        if n.requests is not None:
+            out["requests"] = [thaw(r) for r in n.requests]
+        if n.filter is not None:
+            out["filter"] = dict(n.filter)
     elif isinstance(n, FunctionNode):
         out["fn"] = n.fn
         if n.args is not None:
@@ -137,6 +141,10 @@ def node_document(n: Node, *, with_id: bool = True) -> dict[str, Any]:
     if n.retry != NO_RETRY:
         retry = retry_document(n.retry)
         out["retries" if isinstance(retry, int) else "retry"] = retry
+    if n.cost_ms is not None:
+        out["cost"] = format_duration(n.cost_ms)
+    if n.cache is not None:
+        out["cache"] = thaw(n.cache)
     return out
 
 

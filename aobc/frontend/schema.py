@@ -27,6 +27,7 @@ from aobc.expr import (
     to_source,
 )
 from aobc.ir import (
+    BATCH,
     EMPTY,
     HTTP_METHODS,
     NO_RETRY,
@@ -116,9 +117,13 @@ class _Invalid:
 
 INVALID: Final = _Invalid()
 
-_COMMON: Final = frozenset({"id", "type", "effect", "priority", "timeout", "retry", "retries"})
+_COMMON: Final = frozenset(
+    {"id", "type", "effect", "priority", "timeout", "retry", "retries", "cost", "cache"}
+)
 _KIND_FIELDS: Final[dict[NodeKind, frozenset[str]]] = {
-    NodeKind.HTTP: frozenset({"method", "url", "headers", "body", "batchable", "auth"}),
+    NodeKind.HTTP: frozenset(
+        {"method", "url", "headers", "body", "batchable", "auth", "requests", "filter"}
+    ),
     NodeKind.FUNCTION: frozenset({"fn", "args"}),
     NodeKind.MAP: frozenset({"over", "body", "concurrency"}),
     NodeKind.JOIN: frozenset({"mode", "n"}),
@@ -606,7 +611,19 @@ class Loader:
         retry = self._retry(raw, ptr)
         if retry is not NO_RETRY:
             out["retry"] = retry
+        if "cost" in raw:
+            out["cost_ms"] = self.duration(raw["cost"], f"{ptr}/cost", "cost")
+        if "cache" in raw:
+            out["cache"] = self._cache(raw["cache"], f"{ptr}/cache")
         return None if any(v is INVALID for v in out.values()) else out
+
+    def _cache(self, spec: Any, ptr: str) -> Any:
+        """`{"key": [names the output depends on]}`, as cache-mark writes it."""
+        if not isinstance(spec, dict):
+            return self.wrong_type("cache", 'an object like {"key": [...]}', spec, ptr)
+        self.unknown_fields(spec, frozenset({"key"}), "cache", ptr)
+        key = self.string_list(spec.get("key", []), f"{ptr}/key", "cache key")
+        return INVALID if key is INVALID else FrozenDict({"key": key})
 
     def _retry(self, raw: dict[str, Any], ptr: str) -> Any:
         if "retries" in raw and "retry" in raw:
@@ -656,7 +673,7 @@ def _http(ld: Loader, raw: dict[str, Any], ptr: str, what: str, out: dict[str, A
     method = _required(ld, raw, "method", ptr, what)
     if method is not INVALID:
         method = ld.string(method, f"{ptr}/method", "method")
-        if isinstance(method, str) and method.upper() not in HTTP_METHODS:
+        if isinstance(method, str) and method.upper() not in (*HTTP_METHODS, BATCH):
             method = ld.error(
                 ec.INVALID_VALUE,
                 f'unknown HTTP method "{method}"; use one of {", ".join(HTTP_METHODS)}',
@@ -665,6 +682,9 @@ def _http(ld: Loader, raw: dict[str, Any], ptr: str, what: str, out: dict[str, A
     out["method"] = method.upper() if isinstance(method, str) else method
     url = _required(ld, raw, "url", ptr, what)
     out["url"] = url if url is INVALID else ld.template(url, f"{ptr}/url", "url")
+    _batch(ld, raw, ptr, what, out)
+    if "filter" in raw:
+        out["filter"] = _filter(ld, raw["filter"], f"{ptr}/filter")
     if "headers" in raw:
         headers = raw["headers"]
         if not isinstance(headers, dict):
@@ -683,6 +703,71 @@ def _http(ld: Loader, raw: dict[str, Any], ptr: str, what: str, out: dict[str, A
         out["batchable"] = ld.boolean(raw["batchable"], f"{ptr}/batchable", "batchable")
     if "auth" in raw:
         out["auth"] = ld.string(raw["auth"], f"{ptr}/auth", "auth")
+
+
+_REQUEST_FIELDS: Final = frozenset({"method", "url", "headers", "body"})
+
+
+def _batch(ld: Loader, raw: dict[str, Any], ptr: str, what: str, out: dict[str, Any]) -> None:
+    """A batch's requests: present exactly when the method is BATCH."""
+    is_batch = out["method"] == BATCH
+    if "requests" not in raw:
+        if is_batch:
+            out["requests"] = ld.error(
+                ec.MISSING_FIELD, f'{what} is a BATCH and needs "requests"', ptr
+            )
+        return
+    rptr = f"{ptr}/requests"
+    if not is_batch:
+        out["requests"] = ld.error(ec.UNKNOWN_FIELD, '"requests" belongs to a BATCH node', rptr)
+        return
+    items = raw["requests"]
+    if not isinstance(items, list) or not items:
+        out["requests"] = ld.wrong_type("requests", "a non-empty array of requests", items, rptr)
+        return
+    reqs: list[FrozenDict[str, Any] | _Invalid] = []
+    for i, item in enumerate(items):
+        iptr = f"{rptr}/{i}"
+        if not isinstance(item, dict):
+            reqs.append(ld.wrong_type("a batched request", "an object", item, iptr))
+            continue
+        ld.unknown_fields(item, _REQUEST_FIELDS, "a batched request", iptr)
+        sub: dict[str, Any] = {}
+        _http(
+            ld,
+            {k: v for k, v in item.items() if k in _REQUEST_FIELDS},
+            iptr,
+            "a batched request",
+            sub,
+        )
+        if sub.get("method") == BATCH:
+            sub["method"] = ld.error(
+                ec.INVALID_VALUE, "a batch cannot hold a batch", f"{iptr}/method"
+            )
+        if any(v is INVALID for v in sub.values()):
+            reqs.append(INVALID)
+            continue
+        doc = {"method": sub["method"], "url": sub["url"]}
+        if sub.get("headers"):
+            doc["headers"] = sub["headers"]
+        if sub.get("body") is not None:
+            doc["body"] = sub["body"]
+        reqs.append(FrozenDict(doc))
+    out["requests"] = INVALID if any(r is INVALID for r in reqs) else tuple(reqs)
+
+
+def _filter(ld: Loader, spec: Any, ptr: str) -> Any:
+    """`{"param": query parameter, "items": path}`: the source filters its items itself."""
+    if not isinstance(spec, dict):
+        return ld.wrong_type(
+            "filter", 'an object like {"param": "q", "items": "body.items"}', spec, ptr
+        )
+    ld.unknown_fields(spec, frozenset({"param", "items"}), "filter", ptr)
+    param = ld.string(spec.get("param"), f"{ptr}/param", "filter param")
+    items = ld.expr(spec.get("items", "body"), f"{ptr}/items", "filter items")
+    if INVALID in (param, items):
+        return INVALID
+    return FrozenDict({"param": param, "items": items})
 
 
 def _function(ld: Loader, raw: dict[str, Any], ptr: str, what: str, out: dict[str, Any]) -> None:
@@ -918,3 +1003,16 @@ def load_partial(
     loader = Loader(smap, diags)
     wf = loader.workflow(doc, "", default_name)
     return wf, frozenset(loader.dropped)
+
+
+def load_node(doc: dict[str, Any], where: str = "<rewrite>") -> Node:
+    """A node from its document; ValueError when it does not fit the schema.
+
+    For passes, which build node documents themselves: a failure here is a pass bug, and
+    the pass manager reports it with a reproducer.
+    """
+    diags: list[Diagnostic] = []
+    node = Loader(JsonSourceMap(where), diags).node(doc, "")
+    if node is None or any(d.is_error for d in diags):
+        raise ValueError("; ".join(d.message for d in diags if d.is_error) or "invalid node")
+    return node

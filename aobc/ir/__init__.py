@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aobc.ir.names import EXPR_ROOTS, KEYWORDS, RESERVED, id_problem, is_identifier
 from aobc.ir.nodes import (
+    BATCH,
     HTTP_METHODS,
     NO_RETRY,
     NODE_CLASSES,
@@ -40,6 +41,7 @@ from aobc.ir.values import (
 from aobc.ir.walk import Graph, index, iter_all_nodes, walk_nodes
 
 __all__ = [
+    "BATCH",
     "EMPTY",
     "EXPR_ROOTS",
     "HTTP_METHODS",

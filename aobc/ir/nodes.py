@@ -72,6 +72,7 @@ class ValueType(StrEnum):
 
 
 HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+BATCH: Final = "BATCH"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +98,8 @@ class Node:
     priority: Priority = Priority.MEDIUM
     timeout_ms: int | None = None
     retry: RetryPolicy = NO_RETRY
+    cost_ms: int | None = None  # the author's estimate of how long the node takes
+    cache: FrozenDict[str, Any] | None = None  # set by cache-mark: {"key": [names read]}
     loc: Loc | None = field(default=None, compare=False, repr=False)
     field_locs: FrozenDict[str, Loc] = field(default=EMPTY, compare=False, repr=False)
 
@@ -113,7 +116,13 @@ class Node:
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpNode(Node):
-    """An HTTP request. `url`, header values and `body` are templates."""
+    """An HTTP request. `url`, header values and `body` are templates.
+
+    A batch (method `BATCH`, made by coalesce-http) sends `requests`, each a
+    `{method, url, headers?, body?}` on the node's origin `url`, concurrently, and outputs the
+    list of their responses in order. `filter` declares that the source can filter its own
+    items: `{"param": query parameter, "items": path of the item list in the output}`.
+    """
 
     KIND: ClassVar[NodeKind] = NodeKind.HTTP
     method: str
@@ -122,6 +131,8 @@ class HttpNode(Node):
     body: Any = None
     batchable: bool = False
     auth: str | None = None  # the name of a secret, never the secret itself
+    requests: tuple[FrozenDict[str, Any], ...] | None = None
+    filter: FrozenDict[str, str] | None = None
 
 
 @final

@@ -60,6 +60,8 @@ def node_exprs(n: Node) -> Iterator[tuple[str, Expr]]:
         for v in n.headers.values():
             yield from _json_template_exprs(v, "headers")
         yield from _json_template_exprs(n.body, "body")
+        for req in n.requests or ():
+            yield from _json_template_exprs(req, "requests")
     elif isinstance(n, FunctionNode):
         yield from _json_template_exprs(n.args, "args")
     elif isinstance(n, MapNode):

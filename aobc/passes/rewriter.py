@@ -8,11 +8,12 @@ only the fields that changed, so an optimizer patch reads like a reviewer would 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from aobc.backend.serialize import edge_document, node_document
+from aobc.expr.ast import Expr
 from aobc.frontend.jsonpatch import PatchOp, diff
-from aobc.ir import Edge, Node, OutputDecl, Workflow
+from aobc.ir import Edge, MapNode, Node, OutputDecl, Workflow
 
 
 def _node_index(wf: Workflow, node_id: str) -> int:
@@ -87,6 +88,30 @@ class Rewriter:
         edges = list(wf.edges)
         edges[index] = new
         return dataclasses.replace(wf, edges=tuple(edges))
+
+    def rewrite_reads(self, wf: Workflow, names: Mapping[str, Expr]) -> Workflow:
+        """Replace every read of a name in `names` (node outputs) by its expression:
+        in node configs, edge guards and workflow outputs."""
+        from aobc.expr.ast import root_names
+        from aobc.frontend.schema import load_node
+        from aobc.ir.reads import cached_expr, node_reads
+        from aobc.passes.subst import subst_expr_text, subst_node_document
+
+        wanted = set(names)
+        for n in list(wf.nodes):
+            body_reads = node_reads(n.body) if isinstance(n, MapNode) else set()
+            if (node_reads(n) | body_reads) & wanted:
+                doc = subst_node_document(node_document(n), names)
+                wf = self.replace_node(wf, n.id, load_node(doc))
+        for i, e in enumerate(wf.edges):
+            if e.when is not None and root_names(cached_expr(e.when)) & wanted:
+                wf = self.replace_edge(
+                    wf, i, dataclasses.replace(e, when=subst_expr_text(e.when, names))
+                )
+        for o in wf.outputs:
+            if root_names(cached_expr(o.expr)) & wanted:
+                wf = self.set_output(wf, o.name, subst_expr_text(o.expr, names))
+        return wf
 
     def set_output(self, wf: Workflow, name: str, expr: str) -> Workflow:
         outputs = {o.name: o for o in wf.outputs}

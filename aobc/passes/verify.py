@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from aobc import errorcodes as ec
 from aobc.diagnostics import Diagnostic
@@ -388,14 +388,42 @@ def _composite(n: CompositeNode, policy: Policy, depth: int) -> Iterator[Diagnos
 
 
 def _http(n: HttpNode, policy: Policy) -> Iterator[Diagnostic]:
-    for name, value in n.headers.items():
+    yield from _request(n, n.url, n.headers, policy)
+    origin = origin_of(n.url)
+    for i, req in enumerate(n.requests or ()):
+        yield from _request(n, req["url"], req.get("headers", {}), policy)
+        sub = origin_of(req["url"])
+        if origin is not None and sub != origin:
+            yield Diagnostic.error(
+                ec.INVALID_VALUE,
+                f'request {i} of batch "{n.id}" goes to {req["url"]}, not to the batch\'s origin {n.url}',
+                n.field_loc("requests"),
+            )
+
+
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a URL template whose authority is literal, else None."""
+    from aobc.security.ssrf import parse_url
+
+    static = _static_url(url)
+    if static is None:
+        return None
+    try:
+        parsed = parse_url(static)
+    except ValueError:
+        return None
+    return (parsed.scheme, parsed.host, parsed.port)
+
+
+def _request(n: HttpNode, url: str, headers: Any, policy: Policy) -> Iterator[Diagnostic]:
+    for name, value in headers.items():
         if name.lower() in _SECRET_HEADERS and "${" not in value:
             yield Diagnostic.error(
                 ec.INLINE_SECRET,
                 f'header "{name}" of node "{n.id}" holds a credential inline; name a secret with "auth" instead',
                 n.field_loc("headers"),
             )
-    static = _static_url(n.url)
+    static = _static_url(url)
     if static is None:
         yield Diagnostic.warning(
             ec.SSRF_DYNAMIC,
@@ -407,7 +435,7 @@ def _http(n: HttpNode, policy: Policy) -> Iterator[Diagnostic]:
     if violation is not None:
         yield Diagnostic.error(
             ec.SSRF,
-            f'node "{n.id}" may not call {n.url if static == n.url else static}: {violation.message}',
+            f'node "{n.id}" may not call {url if static == url else static}: {violation.message}',
             n.field_loc("url"),
             Diagnostic.note("a policy file can allow a host: [ssrf] allow_hosts = [...]"),
         )

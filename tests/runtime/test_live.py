@@ -250,3 +250,24 @@ def test_may_patch_only_gives_the_document_when_allowed(harness: Harness, patch:
         harness.run(agent_wf(patch=patch), providers=config_for(openai=llm))
     body = json.dumps(llm.requests[0].body)
     assert ("nodes" in body) == patch  # the workflow document, quoted inside the prompt
+
+
+def test_a_batch_sends_its_requests_and_outputs_their_responses_in_order(harness: Harness) -> None:
+    with HttpServer() as srv:
+        srv.route("/a", Reply(200, body={"n": 1}))
+        srv.route("/b", Reply(200, body={"n": 2}))
+        base = srv.url("/").rstrip("/")
+        text = f"""
+        workflow batch_wf {{
+          output ns = [both[0].body.n, both[1].body.n]
+          both = http BATCH "{base}" {{
+            effect: idempotent
+            requests: [{{ method: "GET", url: "{base}/a" }}, {{ method: "GET", url: "{base}/b" }}]
+          }}
+        }}
+        """
+        policy = Policy.from_json({"ssrf": {"allow_hosts": [base.split("//", 1)[1]]}})
+        result = harness.run(text, policy=policy)
+        assert result.status == "succeeded", result.error
+        assert result.outputs == {"ns": [1, 2]}
+        assert len(srv.received("/a")) == len(srv.received("/b")) == 1
