@@ -30,6 +30,10 @@ COMMANDS: Final = {
     "show": ("aobc.cli.show", "print a compiled .aobir file as text"),
     "patch": ("aobc.cli.patch", "apply or diff RFC 6902 JSON patches"),
     "passes": ("aobc.cli.list_passes", "list the registered passes and their options"),
+    "verify-opt": (
+        "aobc.cli.verify_opt",
+        "check by running it that an optimization preserves behaviour",
+    ),
     "run": ("aobc.cli.run", "run a workflow in this process, on the embedded store"),
     "runs": ("aobc.cli.runs", "list runs, show one, or print its timeline"),
     "resume": ("aobc.cli.resume", "continue a run from where it stopped"),

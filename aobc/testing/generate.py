@@ -116,7 +116,7 @@ def _http(rng: random.Random, nid: str, parents: list[str]) -> Node:
 
 def _condition(rng: random.Random, nid: str, parents: list[str]) -> Node:
     p = rng.choice(parents) if parents else None
-    expr = f"{p}.n > {rng.randint(0, 9)}" if p else "inputs.x > 1"
+    expr = f"{p}.n > {rng.randint(0, 9)}" if p else "inputs.n > 1"
     return ConditionNode(id=nid, effect=Effect.PURE, expr=expr)
 
 
@@ -150,7 +150,7 @@ def _timer(rng: random.Random, nid: str, parents: list[str]) -> Node:
 
 
 def _map(rng: random.Random, nid: str, parents: list[str]) -> Node:
-    over = f"{rng.choice(parents)}.items" if parents else "inputs.x"
+    over = f"{rng.choice(parents)}.items" if parents else "inputs.xs"
     body = FunctionNode(
         id="body", effect=_effect(rng), fn="pkg.each:f", args=FrozenDict({"x": "${item}"})
     )
@@ -186,12 +186,17 @@ def random_workflow(
         k = rng.randint(2 if kind == "join" else 0, shape.max_parents) if i else 0
         parents = sorted(set(rng.sample(range(max(0, i - 50), i), min(k, i)))) if i else []
         pids = [f"n{p}" for p in parents]
+        # Expressions read only parents whose outputs are objects with fields (functions,
+        # HTTP, agents); a join's or a condition's output has other shapes.
+        data = [
+            p for p in pids if isinstance(nodes[int(p[1:])], FunctionNode | HttpNode | AgentNode)
+        ]
         if kind == "function":
-            node = _function(rng, nid, pids)
+            node = _function(rng, nid, data)
         elif kind == "http":
-            node = _http(rng, nid, pids)
+            node = _http(rng, nid, data)
         elif kind == "condition":
-            node = _condition(rng, nid, pids)
+            node = _condition(rng, nid, data)
         elif kind == "join":
             mode = rng.choice(list(JoinMode))
             n_of = rng.randint(1, len(pids)) if mode is JoinMode.N_OF_M and pids else None
@@ -202,15 +207,15 @@ def random_workflow(
                 n=n_of,
             )
         elif kind == "map":
-            node = _map(rng, nid, pids)
+            node = _map(rng, nid, data)
         elif kind == "agent":
-            node = _agent(rng, nid, pids)
+            node = _agent(rng, nid, data)
         elif kind == "approval":
             node = _approval(rng, nid, pids)
         elif kind == "timer":
             node = _timer(rng, nid, pids)
         else:
-            node = _composite(rng, nid, pids, shape)
+            node = _composite(rng, nid, data, shape)
         nodes.append(node)
         for p in pids:
             src = nodes[int(p[1:])]
@@ -223,7 +228,11 @@ def random_workflow(
         name=name,
         nodes=tuple(nodes),
         edges=tuple(edges),
-        inputs=(InputDecl(name="x", type=ValueType.ANY, default=1, required=False),),
+        inputs=(
+            InputDecl(name="n", type=ValueType.INT, default=2, required=False),
+            InputDecl(name="x", type=ValueType.ANY, default=1, required=False),
+            InputDecl(name="xs", type=ValueType.LIST, default=(1, 2, 3), required=False),
+        ),
         outputs=outputs,
     )
 
