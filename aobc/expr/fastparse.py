@@ -31,15 +31,20 @@ from aobc.expr.ast import (
 )
 from aobc.expr.parse import ExprSyntaxError, decode_string, number
 
-# Mirrors the grammar's terminals; alternatives in the order lark would prefer them.
+# Mirrors the grammar's terminals; where two overlap, in the order lark would prefer them.
+# Numbers, like keywords, end at a word boundary: `5s` is a duration, which no expression
+# takes, and `5x` no token at all. `]->` (an edge guard's end) is read as lark's state after
+# an element reads it, so that `a[1]->b` fails where lark's parser does; `at` splits it where
+# a list may close.
 _TOKEN: Final = re.compile(
     r"""
     (?P<ws>[ \t\f\r\n]+|\#[^\n]*)
-  | (?P<FLOAT>[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)
-  | (?P<INT>[0-9]+)
   | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<OP>\]->|==|!=|<=|>=|//|[<>+\-*/%()\[\]{},.:])
+  | (?P<DURATION>(?:[0-9]+(?:ms|s|m|h|d))+(?![A-Za-z0-9_]))
+  | (?P<FLOAT>(?:[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)(?![A-Za-z0-9_]))
+  | (?P<INT>[0-9]+(?![A-Za-z0-9_]))
   | (?P<STRING>\"\"\"(?:[^"\\]|\\.|"(?!""))*\"\"\"|"(?:[^"\\\n]|\\.)*")
-  | (?P<OP>==|!=|<=|>=|//|[<>+\-*/%()\[\]{},.:])
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -47,7 +52,9 @@ _KEYWORDS: Final = frozenset({"and", "or", "not", "in", "if", "else", "true", "f
 _MUL_OPS: Final = frozenset({"*", "/", "//", "%"})
 _CMP_OPS: Final = frozenset({"==", "!=", "<", "<=", ">", ">=", "in"})
 
-Token = tuple[str, str, int]  # (kind, text, offset); kind is NAME/INT/FLOAT/STRING/OP/KW/END
+#: (kind, text, offset); kind is NAME/INT/FLOAT/DURATION/STRING/OP/KW/END, or ERR for a
+#: character no token starts with.
+Token = tuple[str, str, int]
 
 
 def tokenize(text: str) -> list[Token]:
@@ -58,7 +65,10 @@ def tokenize(text: str) -> list[Token]:
     while pos < n:
         m = match(text, pos)
         if m is None:
-            raise ExprSyntaxError(f'unexpected character "{text[pos]}"', pos)
+            # Lark's lexer stops here, but its parser may fail on an earlier token first: the
+            # parser reports this character when it gets to it.
+            out.append(("ERR", text[pos], pos))
+            break
         kind = m.lastgroup
         value = m.group()
         if kind != "ws":
@@ -81,8 +91,19 @@ class _Parser:
         return self.toks[self.i]
 
     def at(self, text: str) -> bool:
-        kind, value, _ = self.toks[self.i]
-        return value == text and kind in ("OP", "KW")
+        kind, value, pos = self.toks[self.i]
+        if value == text:
+            return kind == "OP" or kind == "KW"
+        if value == "]->" and text == "]" and self.toks[self.i - 1][1] in ("[", ","):
+            # Where a list may close (after "[" or a trailing ","), lark's state has "]" but
+            # not "]->", and reads "]" then "-" and ">".
+            self.toks[self.i : self.i + 1] = [
+                ("OP", "]", pos),
+                ("OP", "-", pos + 1),
+                ("OP", ">", pos + 2),
+            ]
+            return True
+        return False
 
     def take(self) -> Token:
         tok = self.toks[self.i]
@@ -91,6 +112,8 @@ class _Parser:
 
     def fail(self, expected: str) -> ExprSyntaxError:
         kind, value, pos = self.peek()
+        if kind == "ERR":
+            return ExprSyntaxError(f'unexpected character "{value}"', pos)
         found = "end of input" if kind == "END" else f'"{value}"'
         return ExprSyntaxError(f"unexpected {found}; expected {expected}", pos)
 

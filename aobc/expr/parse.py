@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from lark import Token, Transformer, v_args
@@ -186,18 +187,33 @@ TERMINAL_NAMES = {
 
 
 def describe_expected(expected: set[str]) -> str:
-    names = sorted({TERMINAL_NAMES.get(t, _terminal_text(t)) for t in expected})
+    # Kinds of token ("a name", "a string") first: where keywords may stand too, they are the
+    # likelier fix and would otherwise fall behind the cut.
+    names = sorted({TERMINAL_NAMES.get(t, _terminal_text(t)) for t in expected}, key=message_order)
     if len(names) > 8:
         names = [*names[:8], "..."]
     return ", ".join(names)
+
+
+#: A keyword's pattern: the word, then no letter, digit or "_" (and for some, more).
+_KEYWORD_PATTERN = re.compile(r"([a-z]+)\(\?!\[A-Za-z0-9_\]\)")
+
+
+def message_order(name: str) -> tuple[bool, str]:
+    """Where a described terminal goes in a list of them: kinds first, then fixed texts."""
+    return (name.startswith('"'), name)
 
 
 def _terminal_text(name: str) -> str:
     from aobc.syntax import parser as get_parser
 
     for term in get_parser().terminals:
-        if term.name == name and term.pattern.type == "str":
-            return f'"{term.pattern.value}"'
+        if term.name == name:
+            if term.pattern.type == "str":
+                return f'"{term.pattern.value}"'
+            keyword = _KEYWORD_PATTERN.match(term.pattern.value)
+            if keyword is not None:
+                return f'"{keyword.group(1)}"'
     return name.lower()
 
 
@@ -222,6 +238,9 @@ def parse_expr_reference(text: str) -> Expr:
         tree = parser().parse(text, start="expr")
     except UnexpectedInput as err:
         offset = err.pos_in_stream if err.pos_in_stream is not None else len(text)
+        token = getattr(err, "token", None)
+        if token is not None and token.type == "$END":
+            offset = len(text)  # lark places the end at the last token's start
         raise ExprSyntaxError(lark_error_message(err), max(offset, 0)) from None
     except LarkError as err:  # pragma: no cover - defensive: lark's other failures
         raise ExprSyntaxError(str(err).splitlines()[0].lower()) from None

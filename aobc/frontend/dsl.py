@@ -270,8 +270,11 @@ class _Builder(ExprBuilder):
     def plain_arrow(self) -> tuple[str | None, str | None]:
         return (None, None)
 
-    def labelled_arrow(self, label: str | None, when: Expr | None) -> tuple[str | None, str | None]:
+    def labelled_arrow(self, label: str, when: Expr | None) -> tuple[str | None, str | None]:
         return (label, to_source(when) if when is not None else None)
+
+    def guarded_arrow(self, when: Expr) -> tuple[str | None, str | None]:
+        return (None, to_source(when))
 
     def label(self, tok: Token) -> str:
         return decode_string(str(tok)) if tok.type == "STRING" else str(tok)

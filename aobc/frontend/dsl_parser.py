@@ -11,21 +11,23 @@ Lexing mirrors lark's *contextual* lexer, which matches only the terminals the L
 accept in its current state. Three consequences shape this file:
 
 * A keyword is a keyword only where the state accepts it; elsewhere it reads as a name
-  (`x: map`, `-[else]->`, `a.if`, `{true: 1}`). In states that accept keywords but no name, a
-  keyword also matches as a *prefix* of a longer word: `x = mapper` is `map per` and
-  `a not inx` is `a not in x`.
+  (`x: map`, `-[else]->`, `a.if`, `{true: 1}`). A keyword is always a whole word (`mapper` is
+  never `map per`), and so are numbers: `5s` where no duration may stand is not `5` then `s`
+  but an error at `5s`.
 * Where a state accepts a shorter terminal but not the longer one the text starts with, the
-  shorter one is read: `10s` is a duration in a config value but `10` then `s` in an
-  expression, `1.5` after `join` is `1` then `.`, `]->` in an array is `]` then `->`, and `==`
-  after `output x` is `=` then `=`.
+  shorter one is read: `1.5` after `join` is `1` then `.`, `]->` in an array is `]` then `->`,
+  `-[` in a value is `-` then `[`, and `==` after `output x` is `=` then `=`.
 * LALR merges lookaheads, so a state can accept more than is valid in the context at hand.
-  After an expression, lark's state always accepts `]->`, `input`, `output`, `else`, `in` and
-  `not`, so `{a: map b input: 1}` fails at `input` although a key could stand there.
+  After an expression, lark's state always accepts `]->`, `else`, `in` and `not`, so
+  `{a: map b else: 1}` fails at `else` although a key could stand there. (After any value it
+  accepts `input` and `output` too, but those are keywords only where no ":" follows.)
 
 The text is first cut into tokens as lark's catch-all "root" lexer would (one `findall`); at the
 few places where the contextual lexer reads a shorter token, the parser splits the token it
-holds and re-reads the rest (`_Tokens.split`). Keywords are recognised by the parser, by text,
-only where lark's state has them. Expressions are parsed by `aobc.expr.fastparse`'s precedence
+holds and re-reads the rest (`_Tokens.split`). Where no terminal matches, the root lexer
+fails; after a digit that starts no number that token is the rest of the text, so that
+spotting it costs one check at the end. Keywords are recognised by the parser, by text, only
+where lark's state has them. Expressions are parsed by `aobc.expr.fastparse`'s precedence
 climbing, run on this token stream by a subclass. Error messages name what lark's lexer or
 parser state would have taken, which `_M_*` (lexer states) and `_E_*` (parser expectations)
 spell out per place.
@@ -50,15 +52,17 @@ from aobc.expr.ast import DictExpr, Expr, Lit, to_source
 from aobc.expr.fastparse import _KEYWORDS as _EXPR_KEYWORDS
 from aobc.expr.fastparse import Token as ExprToken
 from aobc.expr.fastparse import _Parser as _ExprParser
-from aobc.expr.parse import TERMINAL_NAMES, ExprSyntaxError, decode_string, number
+from aobc.expr.parse import TERMINAL_NAMES, ExprSyntaxError, decode_string, message_order, number
 from aobc.frontend.dsl import _OBJECT, Located, NodeSpec, Pair, WorkflowSpec
 from aobc.source import SourceFile, Span
 
 # --- tokens ------------------------------------------------------------------------------
 # The grammar's terminals as lark's root lexer reads them. Where two can match at the same
 # place they are tried in lark's order: DURATION (priority 2) before FLOAT before INT, and
-# longer fixed strings before their prefixes; NAME, which overlaps nothing (keywords are read
-# as names and told apart by the parser), goes first because it is the most common.
+# longer fixed strings before their prefixes; NAME, which overlaps nothing (keywords, whole
+# words too, are read as names and told apart by the parser), goes first because it is the
+# most common. A digit where no number ends at a word boundary (`5x`) starts no token: the
+# rest of the text is taken as one, which `_Tokens` turns into `_BAD` (lark stops there).
 # `[\s\S]` catches a character no terminal matches and `\Z` is the end. Each match is
 # (whitespace and comments skipped, token).
 _TOKEN: Final = re.compile(
@@ -70,14 +74,24 @@ _TOKEN: Final = re.compile(
     | (?s:\"\"\"(?:[^"\\]|\\.|"(?!""))*\"\"\")
     | "(?:[^"\\\n]|\\.)*"
     | (?:[0-9]+(?:ms|s|m|h|d))+(?![A-Za-z0-9_])
-    | [0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+
-    | [0-9]+
+    | (?:[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)(?![A-Za-z0-9_])
+    | [0-9]+(?![A-Za-z0-9_])
+    | [0-9][\s\S]*
     | [\s\S]
     | \Z
     )
     """,
     re.VERBOSE,
 )
+#: A number token, as the root lexer reads one (anything else that starts with a digit is bad).
+_NUMBER: Final = re.compile(
+    r"(?:[0-9]+(?:ms|s|m|h|d))+(?![A-Za-z0-9_])"
+    r"|(?:[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)(?![A-Za-z0-9_])"
+    r"|[0-9]+(?![A-Za-z0-9_])"
+)
+#: Stands for the text from a digit no terminal matches: no terminal, so an error wherever it
+#: is read (messages show the character in the source).
+_BAD: Final = "\x00"
 #: A string with nothing for `json.loads` to decode or reject: its value is its body.
 _PLAIN_STRING: Final = re.compile(r'"[^"\\\x00-\x1f]*"')
 
@@ -97,10 +111,12 @@ _NODE_KINDS: Final = (
     "timer",
 )
 _NODE_KIND_SET: Final = frozenset(_NODE_KINDS)
-#: Keywords the state after any config value accepts (the next workflow item may start).
+#: Keywords the state after any config value accepts (the next workflow item may start),
+#: unless ":" follows them.
 _ITEM_KEYWORDS: Final = frozenset({"input", "output"})
 #: Keywords where a config value starts.
 _LITERALS: Final[dict[str, Any]] = {"true": True, "false": False, "null": None}
+#: Keywords where the value of a config pair starts (the only value that may be a node).
 _VALUE_KEYWORDS: Final = _NODE_KIND_SET | frozenset(_LITERALS)
 _REF_STEP: Final = frozenset({".", "["})
 #: The (label, guard) of an unlabelled arrow.
@@ -161,7 +177,7 @@ def _digits(t: str) -> int:
 
 def _describe(names: Iterable[str]) -> str:
     """Expected terminals as lark's messages list them (`describe_expected`'s format)."""
-    shown = sorted({TERMINAL_NAMES.get(n, f'"{n}"') for n in names})
+    shown = sorted({TERMINAL_NAMES.get(n, f'"{n}"') for n in names}, key=message_order)
     if len(shown) > 8:
         shown = [*shown[:8], "..."]
     return ", ".join(shown)
@@ -169,11 +185,10 @@ def _describe(names: Iterable[str]) -> str:
 
 # --- error messages --------------------------------------------------------------------
 # Lark words a syntax error after what failed. If its contextual lexer could not read the
-# next token, the message lists what that lexer state could read (keywords it reads through
-# the name pattern left out). If the lexer read it and the parser could not take it, the
-# message lists what the parser state takes; at the end of input, that is what the lexer
-# state could read, keywords and all, unless the state may end there. The states below are
-# lark's lexer states (terminal names, keywords by their text) at each place.
+# next token, the message lists what that lexer state could read. If the lexer read it and
+# the parser could not take it, the message lists what the parser state takes; at the end of
+# input, that is what the lexer state could read unless the state may end there. The states
+# below are lark's lexer states (terminal names, keywords by their text) at each place.
 _M_NAME: Final = frozenset({"NAME"})
 _M_STRING: Final = frozenset({"STRING"})
 _M_COLON: Final = frozenset({":"})
@@ -185,18 +200,23 @@ _M_WORKFLOW: Final = frozenset({"workflow"})
 _M_NODE_KIND: Final = _NODE_KIND_SET
 _M_ITEM: Final = frozenset({"input", "output", "NAME", "}"})
 _M_AFTER_NAME: Final = frozenset({":", "=", "->", "-["})
-_M_VALUE: Final = _VALUE_KEYWORDS | {"DURATION", "FLOAT", "INT", "NAME", "STRING", "-", "[", "{"}
+_M_VALUE: Final = frozenset(
+    {"true", "false", "null", "DURATION", "FLOAT", "INT", "NAME", "STRING", "-", "[", "{"}
+)
+_M_PAIR_VALUE: Final = _M_VALUE | _NODE_KIND_SET
 _M_ARRAY_ITEM: Final = _M_VALUE | {"]"}
 _M_NUMBER: Final = frozenset({"FLOAT", "INT"})
 _M_KEY: Final = frozenset({"NAME", "STRING", "}"})
 _M_REF_INDEX: Final = frozenset({"INT", "STRING"})
 _M_JOIN: Final = frozenset({"INT", "NAME"})
-_M_LABEL: Final = frozenset({"false", "true", "when", "NAME", "STRING", "]->"})
+_M_LABEL: Final = frozenset({"false", "true", "when", "NAME", "STRING"})
 _M_WHEN: Final = frozenset({"when", "]->"})
 _M_VALUE_END: Final = frozenset({",", "input", "output", "{", "}", "]", "NAME", "STRING"})
 _M_REF_END: Final = _M_VALUE_END | {".", "["}
-_M_TIMER_END: Final = _M_VALUE_END | {"DURATION", "until"}
-_M_WORKFLOW_END: Final = _M_VALUE_END | {"$END"}
+#: After a node that may still take its config object: what follows nodes, and "{".
+_M_SPEC_END: Final = frozenset({",", "input", "output", "{", "}", "NAME", "STRING"})
+_M_TIMER_END: Final = _M_SPEC_END | {"DURATION", "until"}
+_M_WORKFLOW_END: Final = _M_SPEC_END | {"$END"}
 _M_EDGE_END: Final = frozenset({"input", "output", "NAME", "}", "->", "-["})
 _M_TYPE_END: Final = frozenset({"=", "input", "output", "NAME", "}"})
 #: Where an expression may start; after an operator "not" is a name there.
@@ -215,17 +235,19 @@ _OPERATORS: Final = frozenset("- + * / // % == != < <= > >= in".split())
 # What the parser takes where it fails on a token its lexer read.
 _E_ITEM: Final = _describe(["NAME", "}", "input", "output"])
 _E_AFTER_PAIR: Final = _describe(["NAME", "STRING", "}", ","])
+#: After a complete node: what follows a node declaration or a config pair.
+_E_AFTER_NODE: Final = _describe(_M_SPEC_END - {"{"})
 _E_AFTER_ITEM: Final = _describe([",", "]"])
 _E_AFTER_LATER_ITEM: Final = _describe([")", ",", "]"])  # one state for lists and calls
 _E_ARROW_END: Final = _describe(["]->"])
 _E_END: Final = _describe(["$END"])
 #: After a complete comparison ("a < b < c" fails there).
 _E_AFTER_COMPARISON: Final = _describe(
-    [")", ",", "]", "]->", "and", "else", "if", "input", "or", "output", "{", "}", "NAME"]
+    [*") , ] ]-> and else if input or output { }".split(), "NAME", "STRING", "$END"]
 )
 #: After a complete `or` test ("a else" fails there).
 _E_AFTER_OR_TEST: Final = _describe(
-    [")", ",", "]", "]->", "if", "input", "output", "{", "}", "NAME", "STRING"]
+    [")", ",", "]", "]->", "if", "input", "output", "{", "}", "NAME", "STRING", "$END"]
 )
 #: The comparison operators, which do not chain.
 _COMPARISONS: Final = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "not"})
@@ -236,7 +258,14 @@ _ATOM_PHRASE: Final = '"(", "-", "[", "{", a name, a number or a string'
 
 def _describe_lexer(mode: frozenset[str]) -> str:
     """What lark's lexer in `mode` could have matched, as its message lists it."""
-    return _describe(m for m in mode if m != "$END" and not ("NAME" in mode and m[:1].islower()))
+    return _describe(m for m in mode if m != "$END")
+
+
+def _int_prefix(t: str) -> int:
+    """How much of number token `t` a lexer state with INT but not t's kind reads: the digits
+    if a "." follows them (`1.5` is `1` then `.`), else nothing (`1e5`, `5s`)."""
+    d = _digits(t)
+    return d if t[d : d + 1] == "." else 0
 
 
 def _lex(t: str, mode: frozenset[str]) -> tuple[str, str] | None:
@@ -247,14 +276,14 @@ def _lex(t: str, mode: frozenset[str]) -> tuple[str, str] | None:
     if kind == "NAME" or kind == "KW":
         if "NAME" in mode:
             return (t if t in mode else "NAME"), t
-        word = next((m for m in mode if m[:1].islower() and t.startswith(m)), None)
-        return None if word is None else (word, word)
+        return (t, t) if t in mode else None
     if kind == "STRING":
         return ("STRING", t) if "STRING" in mode else None
     if kind in ("INT", "FLOAT", "DURATION"):
         if kind in mode:
             return kind, t
-        return ("INT", t[: _digits(t)]) if "INT" in mode else None
+        d = _int_prefix(t) if "INT" in mode else 0
+        return ("INT", t[:d]) if d else None
     if t in mode:
         return t, t
     return (t[0], t[0]) if len(t) > 1 and t[0] in mode else None
@@ -279,6 +308,9 @@ class _Tokens:
         # `\Z` can match twice at the end; keep one end token.
         while len(pairs) > 1 and pairs[-2][1] == "":
             pairs.pop()
+        # A digit that starts no number takes the rest of the text, so only the last token
+        # before the end can be one.
+        bad = len(pairs) > 1 and pairs[-2][1][:1] in _DIGIT and not _NUMBER.match(pairs[-2][1])
         # Positions are computed by whole-list operations that run in C: this is most of the
         # lexing time of a large file.
         ws = [p[0] for p in pairs]
@@ -306,6 +338,8 @@ class _Tokens:
                 t = toks[k]
                 end_lines[k] = lines[k] + t.count("\n")
                 end_cols[k] = len(t) - t.rfind("\n")
+        if bad:
+            toks[-2] = _BAD
         n = len(text)
         last = (lines[-1], cols[-1])
         for _ in range(_PAD):
@@ -428,7 +462,7 @@ class _Parser(_ExprParser):
             line, col = self.tokens.position(len(self.src.text))
             width = 1
         elif _expr_kind(t) == "ERR":
-            found = f'unexpected character "{t}"'
+            found = f'unexpected character "{self.src.text[self.S[i]]}"'
             width = 1
         else:
             found = f'unexpected "{t}"'
@@ -520,17 +554,14 @@ class _Parser(_ExprParser):
             self.defer(a, b, f"number {self.T[i][:20]}... is too long")
             return 0
 
-    def split_keyword(self, i: int, words: Iterable[str], mode: frozenset[str]) -> str:
-        """The keyword at `i` where lark's state accepts these keywords and no name, so any
-        word that starts with one of them is that keyword followed by the rest."""
+    def int_token(self, i: int, mode: frozenset[str]) -> None:
+        """Check that a lexer state with INT but no other number (`mode`) reads one at `i`."""
         t = self.T[i]
-        if _is_word(t):
-            for w in words:
-                if t.startswith(w):
-                    if len(t) > len(w):
-                        self.tokens.split(i, len(w))
-                    return w
-        raise self.unexpected(i, mode)
+        if not t.isdigit():
+            d = _int_prefix(t) if t[:1] in _DIGIT else 0
+            if not d:
+                raise self.unexpected(i, mode)
+            self.tokens.split(i, d)
 
     def equal(self, i: int) -> bool:
         """Whether token `i` is "=" where `==` is not acceptable (so `==` reads as two)."""
@@ -553,7 +584,7 @@ class _Parser(_ExprParser):
     def workflow(self, i: int) -> tuple[WorkflowSpec, int]:
         T = self.T
         if T[i] != "workflow":
-            self.split_keyword(i, ("workflow",), _M_WORKFLOW)
+            raise self.unexpected(i, _M_WORKFLOW)
         start = i
         if not _is_word(T[i + 1]):
             raise self.unexpected(i + 1, _M_NAME)
@@ -566,9 +597,10 @@ class _Parser(_ExprParser):
             t = T[i]
             if t == "}":
                 break
-            if t == "input":
+            # `input` and `output` followed by ":" are names (here, settings; in objects, keys).
+            if t == "input" and T[i + 1] != ":":
                 i = self.input_decl(i, items)
-            elif t == "output":
+            elif t == "output" and T[i + 1] != ":":
                 i = self.output_decl(i, items)
             elif _is_word(t):
                 i = self.named_item(i, items)
@@ -590,7 +622,7 @@ class _Parser(_ExprParser):
         end = typ
         j = i + 4
         if self.equal(j):
-            default, j = self.value(j + 1)
+            default, j = self.value(j + 1, _M_VALUE)
             self.mark(j, _M_VALUE_END)
             end = j - 1
         else:
@@ -613,7 +645,7 @@ class _Parser(_ExprParser):
         T = self.T
         t = T[i + 1]
         if t == ":":
-            value, j = self.value(i + 2)
+            value, j = self.value(i + 2, _M_VALUE)
             self.mark(j, _M_VALUE_END)
             items.append(("setting", T[i], self.span(i, j - 1), value))
             return j
@@ -622,7 +654,7 @@ class _Parser(_ExprParser):
         if self.equal(i + 1):
             kind = T[i + 2]
             if kind not in _NODE_KIND_SET:
-                kind = self.split_keyword(i + 2, _NODE_KINDS, _M_NODE_KIND)
+                raise self.unexpected(i + 2, _M_NODE_KIND)
             spec, j = self.node_spec(i + 2, kind)
             self.mark(j, _M_VALUE_END)
             name_span = Span(self.file, self.L[i], self.C[i], self.EL[i], self.EC[i])
@@ -665,9 +697,7 @@ class _Parser(_ExprParser):
         label: str | None = None
         when: str | None = None
         t = T[j]
-        if t == "]->":
-            return (None, None), j + 1
-        if t != "when":
+        if t != "when":  # "-[]->" is no arrow: brackets hold a label, a guard or both
             if t[:1] == '"' and len(t) > 1:
                 label = self.string(j)
             elif _is_word(t):
@@ -677,7 +707,8 @@ class _Parser(_ExprParser):
             j += 1
             if T[j] == "]->":
                 return (label, None), j + 1
-            self.split_keyword(j, ("when",), _M_WHEN)
+            if T[j] != "when":
+                raise self.unexpected(j, _M_WHEN)
         e, j = self.expression(j + 1)
         when = to_source(e)
         if T[j] != "]->":
@@ -686,17 +717,23 @@ class _Parser(_ExprParser):
 
     # --- values ---------------------------------------------------------------------------
 
-    def value(self, i: int) -> tuple[Located, int]:
-        """The config value starting at token `i`, and the index after it."""
+    def pair_value(self, i: int) -> tuple[Located, int]:
+        """The value of a config pair at token `i`, which may be a node, and the index after."""
+        t = self.T[i]
+        if t in _NODE_KIND_SET:
+            spec, j = self.node_spec(i, t)
+            return Located(spec, self.span(i, j - 1)), j
+        return self.value(i, _M_PAIR_VALUE)
+
+    def value(self, i: int, mode: frozenset[str]) -> tuple[Located, int]:
+        """The config value starting at token `i`, and the index after it; `mode` is lark's
+        lexer state there, for messages."""
         T = self.T
         t = T[i]
         c = t[:1]
         if c in _NAME_START:
-            # Here lark's state has the node kinds, true, false and null as keywords.
-            if t in _VALUE_KEYWORDS:
-                if t in _NODE_KIND_SET:
-                    spec, j = self.node_spec(i, t)
-                    return Located(spec, self.span(i, j - 1)), j
+            # Here lark's state has true, false and null as keywords (node kinds are names).
+            if t in _LITERALS:
                 v: Any = _LITERALS[t]
             else:
                 nxt = T[i + 1]
@@ -720,7 +757,7 @@ class _Parser(_ExprParser):
         elif c == "-":
             return self.negative(i)
         else:
-            raise self.unexpected(i, _M_ARRAY_ITEM if T[i - 1] in ("[", ",") else _M_VALUE)
+            raise self.unexpected(i, mode)
         return Located(v, Span(self.file, self.L[i], self.C[i], self.EL[i], self.EC[i])), i + 1
 
     def negative(self, i: int) -> tuple[Located, int]:
@@ -729,12 +766,9 @@ class _Parser(_ExprParser):
         if T[i] != "-":
             self.tokens.split(i, 1)
         t = T[i + 1]
-        if t[:1] in _DIGIT:
+        if t[:1] in _DIGIT and t[-1] not in _UNITS:
             if t.isdigit():
                 v: int | float = -self.integer(i + 1, i, i + 1)
-            elif t[-1] in _UNITS:
-                self.tokens.split(i + 1, _digits(t))
-                v = -self.integer(i + 1, i, i + 1)
             else:
                 v = self.num(t, i, i + 1, negative=True)
             return Located(v, self.span(i, i + 1)), i + 2
@@ -777,11 +811,8 @@ class _Parser(_ExprParser):
         """Check the `[0]` or `["a"]` step of a ref whose index is token `k`."""
         T = self.T
         t = T[k]
-        if t[:1] in _DIGIT:
-            if not t.isdigit():  # a float or a duration: this state reads the digits
-                self.tokens.split(k, _digits(t))
-        elif not (t[:1] == '"' and len(t) > 1):
-            raise self.unexpected(k, _M_REF_INDEX)
+        if not (t[:1] == '"' and len(t) > 1):
+            self.int_token(k, _M_REF_INDEX)
         if T[k + 1] != "]":
             if T[k + 1] != "]->":
                 raise self.unexpected(k + 1, _M_RSQB)
@@ -798,7 +829,7 @@ class _Parser(_ExprParser):
             if t == "]->":  # "]" is acceptable here, "]->" is not
                 self.tokens.split(j, 1)
                 break
-            v, j = self.value(j)
+            v, j = self.value(j, _M_ARRAY_ITEM)
             items.append(v)
             self.mark(j, _M_VALUE_END)
             t = T[j]
@@ -825,7 +856,7 @@ class _Parser(_ExprParser):
                 break
             c = t[:1]
             if c in _NAME_START:
-                if not comma and t in _ITEM_KEYWORDS:
+                if not comma and t in _ITEM_KEYWORDS and T[j + 1] != ":":
                     raise self.context_error(j, _M_VALUE_END, _E_AFTER_PAIR)
                 key: str | None = t
             elif c == '"' and len(t) > 1:
@@ -850,7 +881,7 @@ class _Parser(_ExprParser):
                 v = Located(t[1:-1], Span(file, L[j], C[j], EL[j], EC[j]))
                 j += 1
             else:
-                v, j = self.value(j)
+                v, j = self.pair_value(j)
             if key is None:
                 key = self.key_string(k, k, j - 1)
             pairs.append(Pair(key, v, Span(file, L[k], C[k], EL[j - 1], EC[j - 1])))
@@ -866,20 +897,32 @@ class _Parser(_ExprParser):
         """Check what follows a map or condition node that ends with its expression.
 
         Lark's lexer is in the state after an expression; a token it reads there that cannot
-        follow a config value (")", "]->", the end) fails in the node's own rule.
+        follow a node (")", "]", "]->", the end) fails in the node's own rule.
         """
         t = self.T[k]
         if not t:
-            raise self.error(k, _describe(_M_VALUE_END))
+            raise self.error(k, _describe(_M_SPEC_END))
         read = _lex(t, _M_EXPR_END)
-        if read is not None and read[0] not in _M_VALUE_END:
-            raise self.error(k, _describe(_M_VALUE_END), read[1])
+        if read is not None and read[0] not in _M_SPEC_END:
+            raise self.error(k, _describe(_M_SPEC_END), read[1])
 
     def config(self, j: int) -> tuple[Located | None, int]:
         """The optional config object after a node's positional arguments."""
         if self.T[j] == "{":
-            return self.object(j)
+            config, k = self.object(j)
+            self.value_after_node(k, _E_AFTER_NODE)
+            return config, k
         return None, j
+
+    def value_after_node(self, k: int, expected: str) -> None:
+        """Fail at token `k` after a node that ends with a value, if lark's lexer state after
+        values reads there what cannot follow a node ("{" after its config, "]"): its parser
+        fails in the node's rule, which takes `expected`."""
+        t = self.T[k]
+        if t == "{" or t == "]":
+            raise self.error(k, expected)
+        if t == "]->":
+            raise self.error(k, expected, "]")
 
     def node_spec(self, i: int, kind: str) -> tuple[NodeSpec, int]:  # noqa: C901 - per kind
         """A node of `kind` (the keyword at token `i`), and the index after it."""
@@ -887,18 +930,24 @@ class _Parser(_ExprParser):
         kind_span = Span(self.file, self.L[i], self.C[i], self.L[i], self.C[i] + len(kind))
         positional: list[tuple[str, Located]] = []
         j = i + 1
+        # Where the node ends with a value (an http URL, `timer until`), lark's lexer state
+        # after it is the value's; after a keyword, a join mode or a duration it is its own.
+        ends_with_value = False
         if kind == "function":
             if not (T[j][:1] == '"' and len(T[j]) > 1):
                 raise self.unexpected(j, _M_STRING)
             config, k = self.config(j + 1)
+            if config is None:
+                self.mark(k, _M_SPEC_END)
             # The function name is decoded by its node's rule, after the config.
             fn = self.key_string(j, i, k - 1)
             positional.append(("fn", Located(fn, self.span(j, j))))
             return NodeSpec(kind, kind_span, positional, config), k
         if kind == "http":
             method = self.name_at(j)
-            url, j = self.value(j + 1)
+            url, j = self.value(j + 1, _M_VALUE)
             positional += [("method", method), ("url", url)]
+            ends_with_value = True
         elif kind == "map" or kind == "condition":
             e, j = self.expression(j)
             config, k = self.config(j)
@@ -910,8 +959,7 @@ class _Parser(_ExprParser):
         elif kind == "join":
             t = T[j]
             if t[:1] in _DIGIT:
-                if not t.isdigit():  # a float or a duration: this state reads the digits
-                    self.tokens.split(j, _digits(t))
+                self.int_token(j, _M_JOIN)
                 positional.append(("n", Located(self.integer(j, j, j), self.span(j, j))))
             elif _is_word(t):
                 if t != "all":  # `all` is the default, and documents leave defaults out
@@ -923,18 +971,24 @@ class _Parser(_ExprParser):
             wf, j = self.workflow(j)
             positional.append(("workflow", Located(wf, wf.span)))
             if not T[j]:  # lark's state after "}" may end, so it fails in this rule
-                raise self.error(j, _describe(_M_VALUE_END))
+                raise self.error(j, _describe(_M_SPEC_END))
         elif kind == "timer":
             t = T[j]
             if t[:1] in _DIGIT and t[-1] in _UNITS:
                 positional.append(("duration", Located(t, self.span(j, j))))
                 j += 1
             elif t == "until":
-                until, j = self.value(j + 1)
+                until, j = self.value(j + 1, _M_VALUE)
                 positional.append(("until", until))
+                ends_with_value = True
             else:
                 self.mark(j, _M_TIMER_END)
         config, j = self.config(j)
+        if config is None:
+            if ends_with_value:
+                self.value_after_node(j, _describe(_M_SPEC_END))
+            else:
+                self.mark(j, _M_SPEC_END)
         return NodeSpec(kind, kind_span, positional, config), j
 
     # --- expressions (fastparse's rules on this stream) -----------------------------------
@@ -979,13 +1033,6 @@ class _Parser(_ExprParser):
             return True
         return False
 
-    def expect(self, text: str) -> None:
-        if text == "in":  # only after "not", where lark's state has "in" but no name
-            t = self.T[self.i]
-            if t != "in" and t.startswith("in") and t[:1] in _NAME_START:
-                self.tokens.split(self.i, 2)
-        super().expect(text)
-
     def fail(self, expected: str) -> ExprSyntaxError:
         # fastparse says what it expected in its own words; say it in lark's.
         i = self.i
@@ -1026,13 +1073,6 @@ class _Parser(_ExprParser):
                 raise self.after_element(_describe([",", close]) if own else _E_AFTER_LATER_ITEM)
         self.i += 1
         return tuple(out)
-
-    def atom(self) -> Expr:
-        t = self.T[self.i]
-        if t[:1] in _DIGIT and t[-1] in _UNITS:
-            # No durations in expressions: `10s` is the integer 10, then the name `s`.
-            self.tokens.split(self.i, _digits(t))
-        return super().atom()
 
     def number_lit(self, text: str, pos: int) -> Expr:
         i = self.i - 1
