@@ -18,7 +18,7 @@ from aobc.ir import KEYWORDS, Workflow, is_identifier
 
 _WIDTH: Final = 100
 _INDENT: Final = "  "
-_DURATION_FIELDS: Final = frozenset({"timeout", "duration", "backoff", "max_backoff"})
+_DURATION_FIELDS: Final = frozenset({"timeout", "duration", "backoff", "max_backoff", "cost"})
 _SYMBOL_FIELDS: Final = frozenset({"effect", "priority", "on_timeout", "mode", "provider"})
 #: Fields printed before the config block, per kind.
 _POSITIONAL: Final = {
@@ -74,7 +74,13 @@ def value(v: Any, key: str = "", indent: int = 1) -> str:
         ref = _ref(v)
         return ref if ref is not None else string(v)
     if isinstance(v, list):
-        return "[" + ", ".join(value(x, "", indent) for x in v) + "]"
+        items = [value(x, "", indent + 1) for x in v]
+        flat = "[" + ", ".join(items) + "]"
+        if "\n" not in flat and len(flat) + indent * 2 <= _WIDTH - 20:
+            return flat
+        # Too long for one line (a batch's requests, long lists): one item per line.
+        pad = _INDENT * (indent + 1)
+        return "[\n" + "".join(f"{pad}{item},\n" for item in items) + _INDENT * indent + "]"
     if isinstance(v, dict):
         return _object(v, indent)
     raise TypeError(f"cannot print {type(v).__name__}")
