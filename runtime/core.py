@@ -19,6 +19,7 @@ from aobc.runtime.interp_py import (
     STATUS_NAMES,
     Routing,
     complete,
+    drain,
     settled,
     skip,
     start,
@@ -31,6 +32,7 @@ if not os.environ.get("AOBC_PUREPYTHON"):
         from aobc.runtime._interp import (  # type: ignore[import-not-found,no-redef]
             Routing,
             complete,
+            drain,
             settled,
             skip,
             start,
@@ -51,6 +53,7 @@ __all__ = [
     "STATUS_NAMES",
     "Routing",
     "complete",
+    "drain",
     "settled",
     "skip",
     "start",

@@ -125,7 +125,9 @@ class RunDriver:
             if i is not None and self.routing.status[i] == core.READY:
                 self.routing.status[i] = core.RUNNING
         self.ready = [i for i in ready if self.routing.status[i] == core.READY]
-        self.resolved = sum(1 for s in self.routing.status if s in (core.DONE, core.SKIPPED))
+        self.ids = [n.id for n in ir.nodes]
+        self.guarded = [row is not None for row in self.edges.slots]
+        self.fast_fns = [self._fast_fn(i) for i in range(len(ir.nodes))]
 
     # --- events -----------------------------------------------------------------------
 
@@ -237,14 +239,52 @@ class RunDriver:
 
     # --- dispatch ------------------------------------------------------------------------
 
+    def _fast_fn(self, i: int) -> Callable[[dict[str, Any]], Any] | None:
+        """The function the core may call inline for node i, with no event and no task.
+
+        Only in fast-path runs, for pure synchronous functions that take their predecessors'
+        outputs (no `args` to render), run once (no retries), are not memoized or frozen, and
+        take at most their inputs (no context to build). Everything else goes through
+        `start_node`.
+        """
+        node = self.ir.nodes[i]
+        cfg = self.configs[i]
+        if (
+            self.full
+            or node.kind != K_FUNCTION
+            or node.effect != E_PURE
+            or node.max_attempts > 1
+            or "args" in cfg
+            or "cache" in cfg
+            or node.id in self.state.frozen
+            or not self.engine.inline_ok(cfg)
+        ):
+            return None
+        fn = self.engine.functions.resolve(cfg["fn"])
+        if fn.arity == 2:
+            return None
+        if fn.arity == 0:
+            call = fn.fn
+            return lambda _inputs: call()
+        return fn.fn
+
+    def _taken(self, i: int, value: Any) -> list[bool] | None:
+        return self.edges.taken(i, value, self.env)
+
     def dispatch(self) -> None:
-        """Run every ready node; inline ones may make more nodes ready, so loop."""
+        """Run every ready node: the core runs what it can inline (which may make more nodes
+        ready), and hands back the rest to start here, which may also make nodes ready."""
         while self.ready and not self.state.finished:
-            i = self.ready.pop()
-            if self.routing.status[i] != core.READY:
-                continue
-            self.routing.status[i] = core.RUNNING
-            self.start_node(i)
+            try:
+                slow = core.drain(
+                    self.routing, self.ready, self.fast_fns, self.ids, self.values,
+                    self.state.done, self.state.order, self.guarded, self._taken,
+                )  # fmt: skip
+            except Exception as err:  # a workflow function failing is data, not a crash
+                self.fail(self.ids[self.routing.current], err)
+                return
+            for i in slow:
+                self.start_node(i)
 
     def start_node(self, i: int) -> None:
         node = self.ir.nodes[i]
@@ -426,7 +466,6 @@ class RunDriver:
     def route(self, i: int, value: Any) -> None:
         taken = self.edges.taken(i, value, self.env)
         ready, skipped = core.complete(self.routing, i, taken)
-        self.resolved += 1 + len(skipped)
         if self.full:
             for s in skipped:
                 self.emit("node.skipped", {"node": self.ir.nodes[s].id})

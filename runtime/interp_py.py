@@ -17,7 +17,8 @@ Routing rules, for an edge from a resolved node to its target:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from aobc.runtime.execir import J_ALL, J_ANY, K_JOIN, ExecIR
 
@@ -30,10 +31,13 @@ class Routing:
 
     __slots__ = (
         "arrived",
+        "current",
         "is_join",
         "join_mode",
         "join_n",
         "pred_counts",
+        "pred_offsets",
+        "pred_sources",
         "status",
         "succ_offsets",
         "succ_targets",
@@ -45,9 +49,12 @@ class Routing:
         self.status = [PENDING] * n
         self.arrived = [0] * n
         self.taken = [0] * n
+        self.current = -1  # the node `drain` is running, so a failure can be attributed
         # Flat copies of what routing reads, so the hot loop touches lists only.
         self.succ_offsets = ir.succ_offsets
         self.succ_targets = ir.succ_targets
+        self.pred_offsets = ir.pred_offsets
+        self.pred_sources = ir.pred_sources
         self.pred_counts = ir.pred_counts
         self.is_join = [node.kind == K_JOIN for node in ir.nodes]
         self.join_mode = [node.join_mode for node in ir.nodes]
@@ -151,3 +158,50 @@ def skip(st: Routing, i: int) -> tuple[list[int], list[int]]:
 def settled(st: Routing) -> bool:
     """True when no node can run any more: every node is done, skipped or failed."""
     return all(s in (DONE, SKIPPED, FAILED) for s in st.status)
+
+
+def drain(
+    st: Routing,
+    ready: list[int],
+    fns: Sequence[Callable[[dict[str, Any]], Any] | None],
+    ids: Sequence[str],
+    values: list[Any],
+    done: dict[str, str | None],
+    order: list[str],
+    guarded: Sequence[bool],
+    taken_of: Callable[[int, Any], list[bool] | None],
+) -> list[int]:
+    """Run ready nodes that can run inline until none is ready; return the others.
+
+    A node runs inline when `fns[i]` is a callable: a pure, synchronous function that takes
+    its predecessors' outputs by id, as the driver decided. It is called right here, its
+    output stored in `values`, its completion recorded in `done` and `order`, and its
+    successors routed (asking `taken_of` only for nodes whose edges carry labels or guards).
+    Every other ready node is marked RUNNING and returned for the driver to start. If a
+    function raises, the exception propagates with `st.current` naming the node.
+    """
+    slow: list[int] = []
+    status = st.status
+    offsets = st.pred_offsets
+    sources = st.pred_sources
+    while ready:
+        i = ready.pop()
+        if status[i] != READY:
+            continue
+        status[i] = RUNNING
+        fn = fns[i]
+        if fn is None:
+            slow.append(i)
+            continue
+        st.current = i
+        inputs = {
+            ids[p]: values[p] for p in sources[offsets[i] : offsets[i + 1]] if status[p] == DONE
+        }
+        value = fn(inputs)
+        values[i] = value
+        done[ids[i]] = None
+        order.append(ids[i])
+        new, _ = complete(st, i, taken_of(i, value) if guarded[i] else None)
+        ready.extend(new)
+    st.current = -1
+    return slow
