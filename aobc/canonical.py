@@ -32,3 +32,43 @@ def content_hash(value: Any) -> str:
 def pretty(value: Any) -> str:
     """Stable, readable JSON for files people look at."""
     return json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True, indent=2) + "\n"
+
+
+class DocumentHasher:
+    """Hashes of workflow documents that share most of their nodes, computed incrementally.
+
+    A patched version shares every node and edge dict it did not touch with the previous
+    version (copy-on-write), so their canonical encodings are cached by identity and the
+    document's bytes are assembled around them: exactly `canonical_bytes(doc)`, at the cost
+    of the changed parts plus one sha256.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[int, tuple[Any, bytes]] = {}
+
+    def _item(self, value: Any) -> bytes:
+        hit = self._parts.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        data = canonical_bytes(value)
+        if len(self._parts) > 500_000:
+            self._parts.clear()
+        self._parts[id(value)] = (value, data)
+        return data
+
+    def canonical_bytes(self, doc: dict[str, Any]) -> bytes:
+        out = [b"{"]
+        for n, key in enumerate(sorted(doc)):
+            if n:
+                out.append(b",")
+            out.append(canonical_bytes(key) + b":")
+            value = doc[key]
+            if key in ("nodes", "edges") and isinstance(value, list):
+                out.append(b"[" + b",".join(self._item(v) for v in value) + b"]")
+            else:
+                out.append(canonical_bytes(value))
+        out.append(b"}")
+        return b"".join(out)
+
+    def content_hash(self, doc: dict[str, Any]) -> str:
+        return "sha256:" + sha256_hex(self.canonical_bytes(doc))

@@ -27,7 +27,7 @@ from typing import Any
 
 from aobc import errorcodes as ec
 from aobc.backend.serialize import edge_document, node_document, to_document
-from aobc.canonical import content_hash
+from aobc.canonical import DocumentHasher
 from aobc.diagnostics import Diagnostic
 from aobc.errors import PatchError
 from aobc.frontend.jsonpatch import PatchOp, apply_ops
@@ -163,6 +163,7 @@ class Overlay:
     def __init__(
         self, base: Workflow, policy: Policy = DEFAULT_POLICY, *, verify: bool = True
     ) -> None:
+        self.hasher = DocumentHasher()
         self.policy = policy
         self.verify = verify
         self.base_workflow = base
@@ -172,7 +173,7 @@ class Overlay:
         diags = verify_wf(base, policy) if verify else []
         depth = {a: 0 for a in _agent_ids(base.nodes)}
         self.base = Version(
-            hash=content_hash(doc),
+            hash=self.hasher.content_hash(doc),
             document=doc,
             workflow=base,
             provenance=Provenance(agent_depth=depth),
@@ -291,7 +292,7 @@ class Overlay:
                 raise PatchError(introduced)
         doc = _canonical(raw, head.document, wf)
         return Version(
-            hash=content_hash(doc),
+            hash=self.hasher.content_hash(doc),
             document=doc,
             workflow=wf,
             provenance=prov,

@@ -106,12 +106,13 @@ def verify_workflow(
 ) -> list[Diagnostic]:
     """Every problem with `wf`, nested sub-workflows included."""
     out: list[Diagnostic] = []
-    out += _edges(wf, Graph.of(wf), dropped)
+    graph = Graph.of(wf)
+    out += _edges(wf, graph, dropped)
     if dropped:
         wf = dataclasses.replace(
             wf, edges=tuple(e for e in wf.edges if not {e.src, e.dst} & dropped)
         )
-    graph = Graph.of(wf)
+        graph = Graph.of(wf)
     out += _unique_ids(wf)
     out += _cycles(graph)
     scope = _Scope(wf, graph, frozenset(i.name for i in wf.inputs), in_map_body, dropped=dropped)
@@ -251,24 +252,47 @@ def _cycle_in(graph: Graph, comp: list[str]) -> list[str]:
 # --- expressions ------------------------------------------------------------------------
 
 
-def _check_refs(
-    e: Expr, reader: str | None, scope: _Scope, loc: Loc | None, what: str
-) -> Iterator[Diagnostic]:
-    """Names in `e` must be inputs, map variables or nodes that run before `reader`."""
-    seen: set[str] = set()
+Ref = tuple[str, str | None]  # a free name, and the member read when the name is `inputs`
+
+
+def refs_of(e: Expr) -> list[Ref]:
+    """The distinct free names an expression reads (`inputs.x` as ("inputs", "x"))."""
+    out: dict[Ref, None] = {}
     for ref in root_refs(e):
         name = ref_name(ref)
-        key = name if name != "inputs" or not isinstance(ref, Attr) else f"inputs.{ref.name}"
-        if key in seen:
-            continue
-        seen.add(key)
+        member = ref.name if name == "inputs" and isinstance(ref, Attr) else None
+        out[(name, member)] = None
+    return list(out)
+
+
+_REFS_CACHE: dict[int, tuple[Node, list[tuple[str, list[Ref]]]]] = {}
+
+
+def _node_refs(n: Node) -> list[tuple[str, list[Ref]]]:
+    """(field, refs) for each expression of a node; cached by node identity, because an
+    unchanged node keeps its identity from one overlay version to the next."""
+    hit = _REFS_CACHE.get(id(n))
+    if hit is not None and hit[0] is n:
+        return hit[1]
+    found = [(field_name, refs_of(e)) for field_name, e in node_exprs(n)]
+    if len(_REFS_CACHE) > 100_000:
+        _REFS_CACHE.clear()
+    _REFS_CACHE[id(n)] = (n, found)
+    return found
+
+
+def _check_refs(
+    e: Expr | list[Ref], reader: str | None, scope: _Scope, loc: Loc | None, what: str
+) -> Iterator[Diagnostic]:
+    """Names read must be inputs, map variables or nodes that run before `reader`."""
+    for name, member in e if isinstance(e, list) else refs_of(e):
         if name == "inputs":
-            if isinstance(ref, Attr) and ref.name not in scope.inputs:
+            if member is not None and member not in scope.inputs:
                 yield Diagnostic.error(
                     ec.UNDEFINED_REFERENCE,
-                    f'{what} reads input "{ref.name}", which the workflow does not declare',
+                    f'{what} reads input "{member}", which the workflow does not declare',
                     loc,
-                    *did_you_mean(ref.name, scope.inputs),
+                    *did_you_mean(member, scope.inputs),
                 )
             continue
         if name == "item":
@@ -299,13 +323,13 @@ def _check_refs(
 
 
 def _node(n: Node, scope: _Scope, policy: Policy, depth: int) -> Iterator[Diagnostic]:
-    for field_name, e in node_exprs(n):
-        yield from _check_refs(e, n.id, scope, n.field_loc(field_name), f'node "{n.id}"')
+    for field_name, refs in _node_refs(n):
+        yield from _check_refs(refs, n.id, scope, n.field_loc(field_name), f'node "{n.id}"')
     if isinstance(n, MapNode):
         body_scope = scope.for_map_body()
-        for field_name, e in node_exprs(n.body):
+        for field_name, refs in _node_refs(n.body):
             yield from _check_refs(
-                e, n.id, body_scope, n.body.field_loc(field_name), f'the body of map "{n.id}"'
+                refs, n.id, body_scope, n.body.field_loc(field_name), f'the body of map "{n.id}"'
             )
     yield from _local(n, policy, depth)
 
