@@ -8,6 +8,7 @@ answered by the `World`. So what translation validation checks is what runs in p
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ from aobc.tv.world import Call, World
 
 STDLIB = "aobc.stdlib:"
 
+# The path of the node whose call is running, from the top-level workflow down: `n`, a map's
+# item `m[2]`, a node inside a sub-workflow `c/n` or `m[2]/n`. It rides in a context
+# variable because the HTTP executor is not told its node, and asyncio copies the context
+# into the tasks a node starts (a batch's parts, a map's items).
+_PATH: contextvars.ContextVar[str] = contextvars.ContextVar("tv_path", default="")
+
 
 @dataclass(frozen=True)
 class Trace:
@@ -35,13 +42,30 @@ class Trace:
     outputs: Any
     error: str | None
     calls: tuple[Call, ...]
-    order: tuple[str, ...]  # the node that made each call
+    order: tuple[str, ...]  # the path of the node that made each call (see `_PATH`)
 
 
 class _FakeNodes(NodeExecutors):
-    def __init__(self, engine: Engine, world: World) -> None:
+    def __init__(self, engine: _WorldEngine, world: World) -> None:
         super().__init__(engine)
         self.world = world
+        self.prefix = engine.prefix
+
+    async def run_spec(
+        self,
+        d: RunDriver,
+        node_id: str,
+        cfg: Mapping[str, Any],
+        env: RunEnv,
+        item: int | None,
+        sub: Any = None,
+    ) -> Any:
+        step = node_id if item is None else f"{node_id}[{item}]"
+        token = _PATH.set(self.prefix + step)
+        try:
+            return await super().run_spec(d, node_id, cfg, env, item, sub)
+        finally:
+            _PATH.reset(token)
 
     async def function(
         self,
@@ -61,18 +85,22 @@ class _FakeNodes(NodeExecutors):
             inputs = {"item": env["item"]}
         else:
             inputs = d.join_output(d.index[node_id])
-        return self.world.function(node_id, cfg["fn"], inputs, cfg["effect"])
+        return self.world.function(_PATH.get(), cfg["fn"], inputs, cfg["effect"])
 
     async def _one_request(self, cfg: Mapping[str, Any], env: RunEnv, key: str) -> Any:
         url = str(render(cfg["url"], env))
         body = render(cfg.get("body"), env)
-        return self.world.http(key, cfg["method"], url, body, cfg["effect"], cfg.get("filter"))
+        return self.world.http(
+            _PATH.get(), cfg["method"], url, body, cfg["effect"], cfg.get("filter")
+        )
 
     async def agent(
         self, d: RunDriver, node_id: str, cfg: Mapping[str, Any], env: RunEnv, key: str
     ) -> AgentOutcome:
         prompt = str(render(cfg["prompt"], env))
-        return AgentOutcome(self.world.agent(node_id, cfg["model"], prompt, cfg["effect"]), None)
+        return AgentOutcome(
+            self.world.agent(_PATH.get(), cfg["model"], prompt, cfg["effect"]), None
+        )
 
 
 class _FakeWaits(Waits):
@@ -94,16 +122,20 @@ class _FakeWaits(Waits):
 class _WorldEngine(Engine):
     """The engine, with every outside-facing node kind answered by the world."""
 
-    def __init__(self, stores: Stores, world: World) -> None:
+    def __init__(self, stores: Stores, world: World, prefix: str = "") -> None:
         super().__init__(stores, EngineOptions(mode="fast"))
         self.world = world
+        self.prefix = prefix  # this (child) run's path from the top-level run, with "/"
         self.nodes = _FakeNodes(self, world)
         self.waits = _FakeWaits(self, world)
 
     async def run_child(
         self, parent: RunDriver, child_id: str, ir: ExecIR, inputs: Mapping[str, Any]
     ) -> RunResult:
-        child = _WorldEngine(self.stores, self.world)
+        # A child run's id is `{parent run}/{node}[item]`; its path is the part after the
+        # parent's run id, under the parent's own path.
+        step = child_id[len(parent.state.run_id) + 1 :]
+        child = _WorldEngine(self.stores, self.world, f"{self.prefix}{step}/")
         return await child.start(ir, inputs, run_id=child_id, parent=parent.state.run_id)
 
 

@@ -58,21 +58,21 @@ class Call:
 class World:
     seed: int
     calls: list[Call] = field(default_factory=list)  # effectful calls, in the order made
-    order: list[str] = field(default_factory=list)  # node ids of those calls, same order
+    order: list[str] = field(default_factory=list)  # node paths of those calls, same order
 
     def decide(self, node_id: str) -> str:
         return "approved" if _h(self.seed, node_id) % 3 else "rejected"
 
-    def function(self, node_id: str, fn: str, inputs: Any, effect: str) -> Any:
+    def function(self, path: str, fn: str, inputs: Any, effect: str) -> Any:
         if effect == "effectful":
-            self._record(node_id, Call("function", fn, _canon(inputs)))
+            self._record(path, Call("function", fn, _canon(inputs)))
         return fake_value("fn", fn, inputs)
 
     def http(
-        self, node_id: str, method: str, url: str, body: Any, effect: str, filter_spec: Any
+        self, path: str, method: str, url: str, body: Any, effect: str, filter_spec: Any
     ) -> Any:
         if effect == "effectful":
-            self._record(node_id, Call("http", f"{method} {url}", _canon(body)))
+            self._record(path, Call("http", f"{method} {url}", _canon(body)))
         answer = fake_value("http", method, _base_url(url, filter_spec), body)
         # Beside the real response fields, the answer's own fields, so that expressions
         # written against any node's output (`x.n`, `x.items`) mean something here too.
@@ -81,14 +81,14 @@ class World:
             response = _apply_filter(response, url, filter_spec)
         return response
 
-    def agent(self, node_id: str, model: str, prompt: str, effect: str) -> Any:
+    def agent(self, path: str, model: str, prompt: str, effect: str) -> Any:
         if effect == "effectful":
-            self._record(node_id, Call("agent", model, _canon(prompt)))
+            self._record(path, Call("agent", model, _canon(prompt)))
         return fake_value("agent", model, prompt)
 
-    def _record(self, node_id: str, call: Call) -> None:
+    def _record(self, path: str, call: Call) -> None:
         self.calls.append(call)
-        self.order.append(node_id)
+        self.order.append(path)
 
 
 def _canon(value: Any) -> str:
