@@ -104,7 +104,11 @@ def policy_from(args: argparse.Namespace) -> Policy:
 
 
 def write_output(path: str | None, data: str | bytes) -> None:
-    """Write to a file (atomically) or to stdout."""
+    """Write to a regular file (atomically), to a device or pipe (in place), or to stdout.
+
+    A temporary file renamed over the target is what makes a regular file's write atomic,
+    but renamed over `/dev/null` or a named pipe it would replace the device with a file.
+    """
     if path is None or path == "-":
         if isinstance(data, bytes):
             sys.stdout.buffer.write(data)
@@ -113,16 +117,29 @@ def write_output(path: str | None, data: str | bytes) -> None:
             sys.stdout.write(data)
         return
     import os
+    import stat
     import tempfile
 
     target = Path(path)
+    raw = data if isinstance(data, bytes) else data.encode("utf-8")
+    try:
+        special = not stat.S_ISREG(target.stat().st_mode)
+    except OSError:
+        special = False  # absent (or unreadable): create it below
+    if special:
+        try:
+            with target.open("wb") as f:
+                f.write(raw)
+        except OSError as err:
+            raise _io_error(target, err) from None
+        return
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     except OSError as err:
         raise _io_error(target, err) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+            f.write(raw)
         os.replace(tmp, target)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)

@@ -31,6 +31,28 @@ def test_compile_is_byte_identical(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "workflow lead_enrichment" in out
 
 
+def test_output_to_a_pipe_writes_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o /dev/null` or `-o fifo` must not replace the device with a renamed temp file."""
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "out.pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    # a daemon, so that a regression (the pipe replaced, the reader never fed) fails the
+    # assertions below instead of hanging the suite
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert run(capsys, "compile", LEADS, "-o", str(fifo))[0] == 0
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    reader.join(timeout=30)
+    assert got[0].startswith(b"AOBIR\x00")
+    assert not [p for p in tmp_path.iterdir() if p.name != "out.pipe"]  # no temp file left
+
+
 @pytest.mark.parametrize("emit", ["json", "dot", "mermaid", "ir-text"])
 def test_emit_formats(emit: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "compile", LEADS, "--emit", emit, "-o", "-")
