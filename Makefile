@@ -1,5 +1,5 @@
 # Convenience targets; ./dev is the entry point and works without make.
-.PHONY: help setup demo test test-fast lint type golden bench clean
+.PHONY: help setup demo test test-fast test-pure lint type golden bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -16,11 +16,15 @@ test:  ## lint, type-check and run the whole suite
 test-fast:  ## only the test suite, no lint or type check
 	.venv/bin/pytest -q
 
+test-pure:  ## the test suite on the pure-Python core (AOBC_PUREPYTHON=1)
+	AOBC_PUREPYTHON=1 .venv/bin/pytest -q
+
 lint:  ## ruff
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
 type:  ## mypy --strict (on the link tree, where runtime/ is aobc.runtime)
-	cd build/__editable__.aobc-*/ && ../../.venv/bin/mypy --config-file ../../pyproject.toml -p aobc
+	cd "$$(.venv/bin/python -I -c 'import aobc, pathlib; print(pathlib.Path(aobc.__file__).parent.parent)')" \
+		&& $(CURDIR)/.venv/bin/mypy --config-file $(CURDIR)/pyproject.toml -p aobc
 
 golden:  ## rewrite golden files from the current output (review the diff!)
 	.venv/bin/pytest tests/golden --update-goldens -q

@@ -88,3 +88,25 @@ def record_slow(inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
     out = record({"item": inputs.get("item")}, ctx)
     time.sleep(inputs.get("delay", 0.02))
     return {"node": ctx.node_id, "item": inputs.get("item"), "key": out["key"]}
+
+
+STEPS: list[dict[str, Any]] = []  # the inputs of every `step` call, in call order
+
+
+def _number(value: Any) -> int:
+    """The numbers in a node's output: an int, a condition's bool, or a join's dict of them."""
+    if isinstance(value, bool | int):
+        return int(value)
+    if isinstance(value, dict):
+        return sum(_number(v) for v in value.values())
+    return 0
+
+
+def step(inputs: dict[str, Any]) -> int:
+    """Pure: 1 + the numbers in its inputs, mod 97 (small values, so guards split both ways).
+
+    Each call's inputs are recorded in STEPS, so a test can compare the order in which two
+    runs called it; that is the only thing the record is for.
+    """
+    STEPS.append(dict(inputs))
+    return (1 + sum(_number(v) for v in inputs.values())) % 97

@@ -1,0 +1,592 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The coordinator's core, compiled: the Cython twin of `interp_py`, with identical behaviour.
+
+`interp_py` is the reference (and its docstring states the routing rules); this module does
+the same with the routing state in C arrays, so routing a completion touches no Python
+object. `drain`, the hot loop, uses Python objects only for what the workflow sees: the
+inputs dict, the call and its value, and the run's `values`, `done` and `order`.
+
+Safety: bounds checking is off module-wide, so every C array index here must be in range by
+construction. `Routing.__init__` checks the IR's arrays once (lengths, and that every offset
+and every node index stays in range); node indices that come from callers (`complete`,
+`skip`, the `ready` list) are checked where they enter. Python sequences (`fns`, `ids`,
+`values`, `guarded`, `taken`) are only indexed through `_item`/`_set_item`, which keep
+Python's own bounds checks. A malformed input raises; it never reads or writes out of range.
+
+Where the two implementations may differ, only on inputs the runtime never produces: a
+negative node index (a list would wrap around, this raises IndexError), an IR whose arrays
+are inconsistent (this refuses it in `Routing(ir)`), and counters beyond 2**31.
+"""
+
+from collections.abc import Sequence
+
+cimport cython
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from libc.string cimport memset
+
+from aobc.runtime import execir as _execir
+
+# The status codes and their names, as in interp_py (the driver compares against them).
+PENDING, READY, RUNNING, DONE, SKIPPED, FAILED = range(6)
+STATUS_NAMES = ("pending", "ready", "running", "done", "skipped", "failed")
+
+cdef enum:
+    C_PENDING = 0
+    C_READY = 1
+    C_RUNNING = 2
+    C_DONE = 3
+    C_SKIPPED = 4
+    C_FAILED = 5
+
+# Join modes and the join kind, as C constants; checked against execir at import below, so
+# a renumbering there fails the import (and `core` falls back to the reference, visibly).
+cdef enum:
+    C_J_ALL = 0
+    C_J_ANY = 1
+    C_K_JOIN = 3
+
+if (_execir.J_ALL, _execir.J_ANY, _execir.K_JOIN) != (C_J_ALL, C_J_ANY, C_K_JOIN):
+    raise ImportError("aobc.runtime._interp is out of date with execir's constants: rebuild it")
+
+
+# --- a growable stack of node indices -----------------------------------------------------
+
+cdef struct Stack:
+    Py_ssize_t *data
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+cdef int _stack_init(Stack *s, Py_ssize_t cap) except -1:
+    s.len = 0
+    s.cap = cap if cap > 8 else 8
+    s.data = <Py_ssize_t *> PyMem_Malloc(s.cap * sizeof(Py_ssize_t))
+    if s.data == NULL:
+        s.cap = 0
+        raise MemoryError()
+    return 0
+
+
+cdef inline int _push(Stack *s, Py_ssize_t v) except -1:
+    # Every push checks capacity: a node normally enters a stack once per call, but Python
+    # code reachable from here (a `taken` sequence, a workflow function) can change statuses,
+    # so no fixed bound is trusted.
+    cdef Py_ssize_t cap
+    cdef Py_ssize_t *data
+    if s.len == s.cap:
+        cap = s.cap * 2
+        data = <Py_ssize_t *> PyMem_Realloc(s.data, cap * sizeof(Py_ssize_t))
+        if data == NULL:
+            raise MemoryError()
+        s.data = data
+        s.cap = cap
+    s.data[s.len] = v
+    s.len += 1
+    return 0
+
+
+cdef inline void _stack_free(Stack *s) noexcept:
+    PyMem_Free(s.data)
+    s.data = NULL
+    s.len = 0
+    s.cap = 0
+
+
+cdef list _stack_list(Stack *s, Py_ssize_t start):
+    cdef list out = []
+    cdef Py_ssize_t k
+    for k in range(start, s.len):
+        out.append(s.data[k])
+    return out
+
+
+# --- Python sequences, always bounds-checked ----------------------------------------------
+
+@cython.boundscheck(True)
+cdef inline object _item(object seq, Py_ssize_t i):
+    # Python's own check (a list's fast path keeps it): these sequences belong to the caller.
+    return seq[i]
+
+
+@cython.boundscheck(True)
+cdef inline int _set_item(object seq, Py_ssize_t i, object value) except -1:
+    seq[i] = value
+    return 0
+
+
+cdef int *_int_array(object values, Py_ssize_t n, str name) except NULL:
+    """A C copy of `values`, which must hold exactly n ints that fit a C int."""
+    if len(values) != n:
+        raise ValueError(f"ExecIR.{name} has {len(values)} entries, expected {n}")
+    cdef int *out = <int *> PyMem_Malloc((n if n > 0 else 1) * sizeof(int))
+    if out == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t k
+    try:
+        for k in range(n):
+            out[k] = _item(values, k)  # checked: an item's __index__ could shrink the list
+    except BaseException:
+        PyMem_Free(out)
+        raise
+    return out
+
+
+cdef int *_zeros(Py_ssize_t n) except NULL:
+    """n C ints, all 0."""
+    cdef int *out = <int *> PyMem_Malloc((n if n > 0 else 1) * sizeof(int))
+    if out == NULL:
+        raise MemoryError()
+    memset(out, 0, (n if n > 0 else 1) * sizeof(int))
+    return out
+
+
+cdef int _check_csr(
+    int *offsets, Py_ssize_t n, int *targets, Py_ssize_t m, str offsets_name, str targets_name
+) except -1:
+    """Every offset within the target array, every target a node: what makes indexing safe."""
+    cdef Py_ssize_t k
+    for k in range(n + 1):
+        if offsets[k] < 0 or offsets[k] > m:
+            raise ValueError(f"ExecIR.{offsets_name}[{k}] = {offsets[k]} is outside 0..{m}")
+    for k in range(m):
+        if targets[k] < 0 or targets[k] >= n:
+            raise ValueError(f"ExecIR.{targets_name}[{k}] = {targets[k]} is not a node index")
+    return 0
+
+
+# --- views: the routing arrays as Python sees them -----------------------------------------
+
+@cython.final
+cdef class IntView:
+    """A fixed-length sequence of ints over one of a Routing's C arrays.
+
+    Indexing works as on a list (negative indices count from the end, a slice gives a list),
+    and it compares equal to a list with the same items. The status view is writable by
+    index (the driver marks nodes RUNNING); the others are read-only. Its length never
+    changes: the arrays are sized by the IR.
+    """
+
+    cdef object owner  # the Routing whose memory `data` points into: kept alive by the view
+    cdef int *data
+    cdef Py_ssize_t n
+    cdef bint writable
+
+    def __init__(self) -> None:
+        raise TypeError("IntView is made by Routing, not directly")
+
+    def __len__(self) -> int:
+        return self.n
+
+    cdef Py_ssize_t _index(self, object index) except -1:
+        cdef Py_ssize_t i = index  # via __index__, as a list does: a float is a TypeError
+        if i < 0:
+            i += self.n
+        if i < 0 or i >= self.n:
+            raise IndexError("routing index out of range")
+        return i
+
+    def __getitem__(self, index: object) -> object:
+        if isinstance(index, slice):
+            return [self.data[k] for k in range(*index.indices(self.n))]
+        return self.data[self._index(index)]
+
+    def __setitem__(self, index: object, value: object) -> None:
+        if not self.writable:
+            raise TypeError("this routing array is read-only")
+        if isinstance(index, slice):
+            raise TypeError("routing arrays have a fixed length: assign items one by one")
+        cdef Py_ssize_t i = self._index(index)
+        self.data[i] = value
+
+    def __iter__(self):
+        cdef Py_ssize_t k
+        for k in range(self.n):
+            yield self.data[k]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.tolist()
+
+    def tolist(self) -> list:
+        """The items, as a new list."""
+        return [self.data[k] for k in range(self.n)]
+
+    def __eq__(self, other: object) -> object:
+        if isinstance(other, IntView):
+            return self.tolist() == (<IntView> other).tolist()
+        if isinstance(other, list):
+            return self.tolist() == other
+        return NotImplemented
+
+    def __ne__(self, other: object) -> object:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    __hash__ = None  # mutable, like the list it stands in for
+
+    def __repr__(self) -> str:
+        return f"IntView({self.tolist()!r})"
+
+    def __reduce__(self) -> object:
+        raise TypeError("IntView is a view of routing state and cannot be pickled")
+
+
+Sequence.register(IntView)
+
+
+cdef IntView _view(object owner, int *data, Py_ssize_t n, bint writable):
+    cdef IntView v = IntView.__new__(IntView)
+    v.owner = owner
+    v.data = data
+    v.n = n
+    v.writable = writable
+    return v
+
+
+# --- routing state -------------------------------------------------------------------------
+
+@cython.final
+cdef class Routing:
+    """Mutable routing state of one run on one IR: a status and two counters per node.
+
+    The same attributes as the reference's, as views over C arrays: `status` is writable by
+    index, the rest read-only. `current` is the node `drain` is running (-1: none).
+    """
+
+    cdef public Py_ssize_t current
+    cdef readonly Py_ssize_t n
+    cdef readonly IntView status, arrived, taken
+    # C arrays, owned here, allocated once and never resized: pointers to them stay valid for
+    # the life of the object, so the hot loop may keep them in locals across Python calls.
+    cdef int *_status
+    cdef int *_arrived
+    cdef int *_taken
+    cdef int *_succ_offsets
+    cdef int *_succ_targets
+    cdef int *_pred_offsets
+    cdef int *_pred_sources
+    cdef int *_pred_counts
+    cdef int *_is_join
+    cdef int *_join_mode
+    cdef int *_join_n
+    cdef Py_ssize_t n_succ, n_pred
+
+    def __cinit__(self) -> None:
+        self.current = -1
+
+    def __init__(self, ir: object) -> None:
+        if self._status != NULL:
+            raise TypeError("Routing is initialized once")
+        nodes = ir.nodes
+        cdef Py_ssize_t n = len(nodes)
+        cdef Py_ssize_t k = 0
+        self.n_succ = len(ir.succ_targets)
+        self.n_pred = len(ir.pred_sources)
+        self._succ_offsets = _int_array(ir.succ_offsets, n + 1, "succ_offsets")
+        self._succ_targets = _int_array(ir.succ_targets, self.n_succ, "succ_targets")
+        self._pred_offsets = _int_array(ir.pred_offsets, n + 1, "pred_offsets")
+        self._pred_sources = _int_array(ir.pred_sources, self.n_pred, "pred_sources")
+        self._pred_counts = _int_array(ir.pred_counts, n, "pred_counts")
+        _check_csr(self._succ_offsets, n, self._succ_targets, self.n_succ, "succ_offsets", "succ_targets")
+        _check_csr(self._pred_offsets, n, self._pred_sources, self.n_pred, "pred_offsets", "pred_sources")
+        self._is_join = _zeros(n)
+        self._join_mode = _zeros(n)
+        self._join_n = _zeros(n)
+        for node in nodes:
+            if k >= n:
+                raise ValueError("ExecIR.nodes changed while it was read")
+            self._is_join[k] = node.kind == C_K_JOIN
+            self._join_mode[k] = node.join_mode
+            self._join_n[k] = node.join_n
+            k += 1
+        if k != n:
+            raise ValueError("ExecIR.nodes changed while it was read")
+        self._arrived = _zeros(n)
+        self._taken = _zeros(n)
+        self._status = _zeros(n)  # all PENDING, which is 0
+        self.n = n  # last: until here every loop over the nodes sees none
+        self.status = _view(self, self._status, n, True)
+        self.arrived = _view(self, self._arrived, n, False)
+        self.taken = _view(self, self._taken, n, False)
+
+    # The IR's arrays, read-only, as the reference exposes them; made on demand, since
+    # nothing on the hot path reads them from Python.
+    @property
+    def succ_offsets(self) -> IntView:
+        return _view(self, self._succ_offsets, self.n + 1 if self._status != NULL else 0, False)
+
+    @property
+    def succ_targets(self) -> IntView:
+        return _view(self, self._succ_targets, self.n_succ if self._status != NULL else 0, False)
+
+    @property
+    def pred_offsets(self) -> IntView:
+        return _view(self, self._pred_offsets, self.n + 1 if self._status != NULL else 0, False)
+
+    @property
+    def pred_sources(self) -> IntView:
+        return _view(self, self._pred_sources, self.n_pred if self._status != NULL else 0, False)
+
+    @property
+    def pred_counts(self) -> IntView:
+        return _view(self, self._pred_counts, self.n, False)
+
+    @property
+    def is_join(self) -> IntView:
+        return _view(self, self._is_join, self.n, False)
+
+    @property
+    def join_mode(self) -> IntView:
+        return _view(self, self._join_mode, self.n, False)
+
+    @property
+    def join_n(self) -> IntView:
+        return _view(self, self._join_n, self.n, False)
+
+    def __dealloc__(self) -> None:
+        PyMem_Free(self._status)
+        PyMem_Free(self._arrived)
+        PyMem_Free(self._taken)
+        PyMem_Free(self._succ_offsets)
+        PyMem_Free(self._succ_targets)
+        PyMem_Free(self._pred_offsets)
+        PyMem_Free(self._pred_sources)
+        PyMem_Free(self._pred_counts)
+        PyMem_Free(self._is_join)
+        PyMem_Free(self._join_mode)
+        PyMem_Free(self._join_n)
+
+    def __reduce__(self) -> object:
+        raise TypeError("Routing cannot be pickled: rebuild it from the run's completions")
+
+    cdef inline Py_ssize_t _node(self, object i) except -1:
+        """A caller's node index as a C index, refused unless it is a node."""
+        if self._status == NULL:
+            raise TypeError("Routing was not initialized")
+        cdef Py_ssize_t j = i
+        if j < 0 or j >= self.n:
+            raise IndexError(f"node index {j} out of range (0..{self.n - 1})")
+        return j
+
+
+# --- routing rules (see interp_py for their statement) ---------------------------------------
+
+cdef inline int _arrive(
+    Routing st, Py_ssize_t j, bint took, Stack *ready, Stack *skipped
+) except -1:
+    """Resolve one input edge of node j; push j to `ready` or `skipped` if that decides it."""
+    cdef int *status = st._status
+    cdef int arrived, taken, m, need, mode
+    st._arrived[j] += 1
+    if took:
+        st._taken[j] += 1
+    if status[j] != C_PENDING:
+        return 0  # already decided (a join that fired, or a node skipped by an earlier input)
+    arrived = st._arrived[j]
+    taken = st._taken[j]
+    m = st._pred_counts[j]
+    if not st._is_join[j]:
+        if not took:
+            status[j] = C_SKIPPED
+            _push(skipped, j)
+        elif arrived == m:
+            status[j] = C_READY
+            _push(ready, j)
+        return 0
+    mode = st._join_mode[j]
+    if mode == C_J_ALL:
+        if arrived == m:
+            if taken > 0:
+                status[j] = C_READY
+                _push(ready, j)
+            else:
+                status[j] = C_SKIPPED
+                _push(skipped, j)
+    elif mode == C_J_ANY:
+        if took:
+            status[j] = C_READY
+            _push(ready, j)
+        elif arrived == m:
+            status[j] = C_SKIPPED
+            _push(skipped, j)
+    else:
+        need = st._join_n[j]
+        if taken >= need:
+            status[j] = C_READY
+            _push(ready, j)
+        elif taken + (m - arrived) < need:
+            status[j] = C_SKIPPED
+            _push(skipped, j)
+    return 0
+
+
+cdef int _propagate_skips(Routing st, Py_ssize_t k, Stack *ready, Stack *skipped) except -1:
+    """Resolve, as untaken, every edge out of the skipped nodes from index k on."""
+    cdef Py_ssize_t i, s
+    while k < skipped.len:
+        i = skipped.data[k]
+        k += 1
+        for s in range(st._succ_offsets[i], st._succ_offsets[i + 1]):
+            _arrive(st, st._succ_targets[s], False, ready, skipped)
+    return 0
+
+
+cdef int _complete(
+    Routing st, Py_ssize_t i, object taken, Stack *ready, Stack *skipped
+) except -1:
+    """Node i (a valid index) succeeded: push what becomes ready or skipped.
+
+    Atomic for `ready`: if reading `taken` raises, nothing pushed here stays on it, as the
+    reference's `complete` then returns no list for the caller to extend.
+    """
+    cdef Py_ssize_t first = st._succ_offsets[i]
+    cdef Py_ssize_t last = st._succ_offsets[i + 1]
+    cdef Py_ssize_t s, height = ready.len
+    cdef bint took
+    st._status[i] = C_DONE
+    skipped.len = 0
+    try:
+        if taken is None:
+            for s in range(first, last):
+                _arrive(st, st._succ_targets[s], True, ready, skipped)
+        else:
+            for s in range(first, last):
+                took = bool(_item(taken, s - first))
+                _arrive(st, st._succ_targets[s], took, ready, skipped)
+        _propagate_skips(st, 0, ready, skipped)
+    except BaseException:
+        ready.len = height
+        raise
+    return 0
+
+
+# --- the public functions --------------------------------------------------------------------
+
+def start(ir: object) -> tuple:
+    """A fresh routing state and the nodes ready at the start (the roots)."""
+    cdef Routing st = Routing(ir)
+    ready = list(ir.roots)
+    for i in ready:
+        st._status[st._node(i)] = C_READY
+    return st, ready
+
+
+def complete(Routing st not None, i: object, taken: object) -> tuple:
+    """Node i succeeded. Resolve its outgoing edges and return (newly ready, newly skipped).
+
+    `taken[s]` says whether the s-th outgoing edge of i (in CSR order) was taken; None means
+    all were (no labels or guards to evaluate), which is the common, fast case.
+    """
+    cdef Py_ssize_t j = st._node(i)
+    cdef Stack ready, skipped
+    _stack_init(&ready, 8)
+    try:
+        _stack_init(&skipped, 8)
+        try:
+            _complete(st, j, taken, &ready, &skipped)
+            return _stack_list(&ready, 0), _stack_list(&skipped, 0)
+        finally:
+            _stack_free(&skipped)
+    finally:
+        _stack_free(&ready)
+
+
+def skip(Routing st not None, i: object) -> tuple:
+    """Node i will not run (its run was told so): resolve its edges as untaken."""
+    cdef Py_ssize_t j = st._node(i)
+    cdef Stack ready, skipped
+    _stack_init(&ready, 8)
+    try:
+        _stack_init(&skipped, 8)
+        try:
+            _push(&skipped, j)
+            st._status[j] = C_SKIPPED
+            _propagate_skips(st, 0, &ready, &skipped)
+            return _stack_list(&ready, 0), _stack_list(&skipped, 1)
+        finally:
+            _stack_free(&skipped)
+    finally:
+        _stack_free(&ready)
+
+
+def settled(Routing st not None) -> bool:
+    """True when no node can run any more: every node is done, skipped or failed."""
+    cdef Py_ssize_t k
+    cdef int s
+    for k in range(st.n):
+        s = st._status[k]
+        if s != C_DONE and s != C_SKIPPED and s != C_FAILED:
+            return False
+    return True
+
+
+def drain(
+    Routing st not None,
+    list ready not None,
+    fns: object,
+    ids: object,
+    values: object,
+    done: object,
+    order: object,
+    guarded: object,
+    taken_of: object,
+) -> list:
+    """Run ready nodes that can run inline until none is ready; return the others.
+
+    As the reference: a node runs inline when `fns[i]` is a callable, gets its DONE
+    predecessors' outputs by id, and its value goes to `values`, its id to `done` and
+    `order`; successors are routed (asking `taken_of` only where `guarded[i]`). Every other
+    ready node is marked RUNNING and returned. If a function raises, the exception
+    propagates with `st.current` naming the node, and `ready` holds what was still to run.
+    """
+    cdef Stack stack, skipped
+    cdef Py_ssize_t i, k, p, n = st.n
+    cdef int *status = st._status
+    cdef int *offsets = st._pred_offsets
+    cdef int *sources = st._pred_sources
+    cdef dict inputs
+    cdef list slow = []
+    cdef bint moved = False
+    # The ready nodes live on a C stack while the loop runs (popped from the end, pushed in
+    # order, as the reference does with the list) and go back into `ready` when it stops.
+    _stack_init(&stack, len(ready) + 16)
+    try:
+        _stack_init(&skipped, 16)
+        try:
+            for item in ready:
+                _push(&stack, item)  # a non-int raises here, before anything ran
+            del ready[:]
+            moved = True
+            while stack.len:
+                stack.len -= 1
+                i = stack.data[stack.len]
+                if i < 0 or i >= n:
+                    raise IndexError(f"node index {i} out of range (0..{n - 1})")
+                if status[i] != C_READY:
+                    continue
+                status[i] = C_RUNNING
+                fn = _item(fns, i)
+                if fn is None:
+                    slow.append(i)
+                    continue
+                st.current = i
+                inputs = {}
+                for k in range(offsets[i], offsets[i + 1]):
+                    p = sources[k]
+                    if status[p] == C_DONE:
+                        inputs[_item(ids, p)] = _item(values, p)
+                value = fn(inputs)
+                _set_item(values, i, value)
+                node_id = _item(ids, i)
+                done[node_id] = None
+                order.append(node_id)
+                _complete(
+                    st, i, taken_of(i, value) if _item(guarded, i) else None, &stack, &skipped
+                )
+            st.current = -1
+            return slow
+        finally:
+            _stack_free(&skipped)
+    finally:
+        if moved:
+            ready[:] = _stack_list(&stack, 0)
+        _stack_free(&stack)
