@@ -25,6 +25,7 @@ from aobc.errors import AobcError
 #: Subcommand name -> module, imported only when that subcommand runs (fast --help).
 COMMANDS: Final = {
     "compile": ("aobc.cli.compile", "compile a workflow (with overlays) to IR"),
+    "explain": ("aobc.cli.explain", "report what the optimizer did, where, why, and what it saved"),
     "validate": ("aobc.cli.validate", "check a workflow and its overlays; report every problem"),
     "fmt": ("aobc.cli.fmt", "print a workflow as canonical DSL (or JSON)"),
     "show": ("aobc.cli.show", "print a compiled .aobir file as text"),

@@ -99,6 +99,23 @@ def always_runs(graph: Graph) -> set[str]:
     return out
 
 
+def first_come_joins(graph: Graph, topo: list[str]) -> dict[str, str]:
+    """For each node, a downstream join that fires on its first inputs (any, n of m).
+
+    What such a join passes on depends on which inputs arrive first, so a rewrite that
+    changes when a node upstream of one finishes can change the run's result."""
+    out: dict[str, str] = {}
+    for nid in reversed(topo):
+        node = graph.nodes[nid]
+        if isinstance(node, JoinNode) and node.mode is not JoinMode.ALL:
+            out[nid] = nid
+            continue
+        found = next((out[e.dst] for e in graph.succs[nid] if e.dst in out), None)
+        if found is not None:
+            out[nid] = found
+    return out
+
+
 def stronger(a: Effect, b: Effect) -> Effect:
     return a if _EFFECT_RANK[a] >= _EFFECT_RANK[b] else b
 

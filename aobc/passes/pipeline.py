@@ -39,8 +39,9 @@ from aobc.suggest import did_you_mean
 
 PRESETS: Final[dict[str, str]] = {
     "O0": "verify",
-    "O1": "verify,prune-dead,verify",
-    "O2": "verify,fixpoint(prune-dead),verify",
+    "O1": "verify,prune-dead,cse,prune-dead,verify",
+    "O2": "verify,fixpoint(prune-dead,cse,pushdown-predicates,coalesce-http,licm),parallelize,"
+    "cache-mark,verify",
 }
 DEFAULT_MAX_ITERATIONS: Final = 10
 

@@ -25,6 +25,12 @@ from aobc.passes.base import Pass
 _BUILTIN: Final[dict[str, str]] = {
     "verify": "aobc.passes.verify:VerifyPass",
     "prune-dead": "aobc.passes.prune_dead:PruneDeadPass",
+    "cse": "aobc.passes.cse:CsePass",
+    "licm": "aobc.passes.licm:LicmPass",
+    "cache-mark": "aobc.passes.cache_mark:CacheMarkPass",
+    "coalesce-http": "aobc.passes.coalesce_http:CoalesceHttpPass",
+    "pushdown-predicates": "aobc.passes.pushdown_predicates:PushdownPredicatesPass",
+    "parallelize": "aobc.passes.parallelize:ParallelizePass",
 }
 
 ENTRY_POINT_GROUP: Final = "aobc.passes"

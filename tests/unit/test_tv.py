@@ -13,7 +13,7 @@ from aobc.frontend import load, load_text
 from aobc.frontend.overlay import Overlay
 from aobc.ir import Effect, Workflow
 from aobc.passes.base import Pass, PassContext
-from aobc.passes.pipeline import PassPipeline
+from aobc.passes.pipeline import PRESETS, PassPipeline
 from aobc.testing.generate import random_workflow
 from aobc.tv import check, validate
 from aobc.tv.reduce import reduce
@@ -26,8 +26,8 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.aob
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_the_presets_refine_every_example(path: Path) -> None:
     wf = load(path).workflow
-    for pipeline in ("verify,prune-dead,verify", "verify,fixpoint(prune-dead),verify"):
-        assert validate(wf, pipeline, seeds=4) is None
+    for preset in PRESETS.values():
+        assert validate(wf, preset, seeds=4) is None
 
 
 @dataclass(frozen=True, kw_only=True)

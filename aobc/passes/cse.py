@@ -1,0 +1,285 @@
+"""`cse`: merge identical pure or idempotent nodes that compute the same thing.
+
+Before:
+    input id: str
+    output a = user.body
+    output b = profile.body.name
+    user    = http GET "https://api.example.com/users/${inputs.id}" { effect: idempotent }
+    again   = http GET "https://api.example.com/users/${inputs.id}" { effect: idempotent }
+    profile = function "m:profile" { effect: pure, args: { user: again.body } }
+    again -> profile
+
+After:
+    input id: str
+    output a = user.body
+    output b = profile.body.name
+    user    = http GET "https://api.example.com/users/${inputs.id}" { effect: idempotent }
+    profile = function "m:profile" { effect: pure, args: { user: user.body } }
+    user -> profile
+
+Two nodes are duplicates when their canonical documents, ids aside, are equal (so they read
+the same names through the same expressions, with the same auth, headers, timeout, retries
+and priority) and they have the same incoming edges: the same sources, labels and guards.
+The same incoming edges mean they run in exactly the same circumstances, see the same
+values (a function without `args` and a join also receive the same predecessors' outputs),
+and sit behind the same approvals, so neither can cross a gate. The first in declaration
+order is kept; the duplicate's readers read the kept node instead, its outgoing edges leave
+the kept node, and it is removed. Merging can make more nodes identical (their readers now
+read one name), so the pass repeats to a fixpoint.
+
+Legality: only pure and idempotent nodes are merged; running an idempotent call once
+instead of twice, concurrently and with the same inputs, is a run the original could have
+had. Never merged (each with a `missed` remark when it is otherwise a duplicate):
+
+- effectful nodes: each must run exactly once per run;
+- approvals, whatever their declared effect: each ask is a person's own decision;
+- agents, unless declared pure and unable to patch, and maps or composites that run such
+  agents: an LLM call is sampled, so two calls with one prompt may answer differently
+  (an author who declares an agent pure vouches that it is deterministic);
+- nodes whose policy fields differ (auth, headers, timeout, retries, priority);
+- a duplicate whose successor takes its predecessors' outputs (a function without `args`, a
+  join): that successor receives the duplicate's output under the duplicate's id;
+- a duplicate and a kept node feeding one node under the same label but different guards;
+- conditions with an "else" edge that branch on different labels: an "else" edge is taken
+  when no other label of its source matches, so the kept node's labels would change it.
+
+Cache marks that name the duplicate are renamed to the kept node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from aobc.backend.serialize import node_document
+from aobc.canonical import canonical_bytes
+from aobc.ir import (
+    AgentNode,
+    ApprovalNode,
+    Edge,
+    Effect,
+    FrozenDict,
+    Graph,
+    Node,
+    Workflow,
+    walk_nodes,
+)
+from aobc.ir.reach import ELSE_LABEL
+from aobc.ir.reads import passes_predecessor_outputs
+from aobc.passes.analysis import gated_by
+from aobc.passes.base import Pass, PassContext
+from aobc.passes.subst import ref, subst_expr_text
+
+#: Document fields that change how a call is made, not what it computes. Nodes that differ
+#: only in these are reported, never merged.
+POLICY_FIELDS: Final = ("auth", "headers", "timeout", "retry", "retries", "priority")
+_FIELD_NAMES: Final = {"retry": "retries", "retries": "retries"}
+
+Control = tuple[tuple[str, str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """What two nodes must share to be merged, as hashable keys."""
+
+    full: bytes  # the document minus id
+    core: bytes  # the document minus id and policy fields
+    control: Control  # incoming edges: (source, label, guard)
+
+
+DocCache = dict[int, tuple[Node, bytes, bytes]]
+
+
+def _keys(n: Node, graph: Graph, docs: DocCache) -> _Keys:
+    # Nodes a merge does not touch keep their identity, so the fixpoint loop encodes each
+    # document once.
+    hit = docs.get(id(n))
+    if hit is None or hit[0] is not n:
+        doc = node_document(n, with_id=False)
+        core = {k: v for k, v in doc.items() if k not in POLICY_FIELDS}
+        hit = docs[id(n)] = (n, canonical_bytes(doc), canonical_bytes(core))
+    control = tuple(sorted((e.src, e.label or "", e.when or "") for e in graph.preds.get(n.id, ())))
+    return _Keys(hit[1], hit[2], control)
+
+
+def unmergeable(n: Node) -> tuple[str, str] | None:
+    """(remark name, why) when a node may never be merged, whatever it duplicates."""
+    if n.effect is Effect.EFFECTFUL:
+        return "effectful", "node is effectful"
+    for inner in walk_nodes((n,)):
+        where = "" if inner is n else f' (it runs {inner.KIND.value} "{inner.id}")'
+        if isinstance(inner, ApprovalNode):
+            return "approval", "an approval asks people, and each ask is its own decision" + where
+        if isinstance(inner, AgentNode):
+            if inner.may_patch:
+                return "agent", "an agent that may patch the workflow acts on it" + where
+            if inner.effect is not Effect.PURE:
+                return (
+                    "agent",
+                    f"agent is {inner.effect.value}, and an LLM call is not deterministic: "
+                    "two calls may answer differently" + where,
+                )
+    return None
+
+
+def _policy_difference(a: Node, b: Node) -> list[str]:
+    da, db = node_document(a, with_id=False), node_document(b, with_id=False)
+    return sorted({_FIELD_NAMES.get(f, f) for f in POLICY_FIELDS if da.get(f) != db.get(f)})
+
+
+def _successor_blocker(dup: str, graph: Graph) -> str | None:
+    for e in graph.succs[dup]:
+        if passes_predecessor_outputs(graph.nodes[e.dst]):
+            return (
+                f'its successor "{e.dst}" takes its predecessors\' outputs by id, '
+                f'so it would see "{dup}" renamed'
+            )
+    return None
+
+
+def _branches(nid: str, graph: Graph) -> tuple[frozenset[str], bool]:
+    """The labels a node's outgoing edges select on, and whether one of them is "else"."""
+    labels = {e.label for e in graph.succs[nid] if e.label is not None}
+    return frozenset(labels - {ELSE_LABEL}), ELSE_LABEL in labels
+
+
+def _moved_edges(keep: str, dup: str, graph: Graph) -> tuple[list[Edge], str | None]:
+    """The duplicate's outgoing edges as edges of the kept node (those not already there),
+    or why they cannot be moved."""
+    branches = [_branches(nid, graph) for nid in (keep, dup)]
+    if (branches[0][1] or branches[1][1]) and branches[0][0] != branches[1][0]:
+        # An "else" edge is taken when no other label of its source matches, so moving
+        # edges with new labels onto a node with an "else" edge (or the reverse) would
+        # change when the "else" branch is taken.
+        return [], 'they branch on different labels, which would change their "else" branches'
+    existing = {(e.dst, e.label): e.when for e in graph.succs[keep]}
+    rename = {dup: ref(keep)}
+    moved: list[Edge] = []
+    for e in graph.succs[dup]:
+        when = subst_expr_text(e.when, rename) if e.when is not None else None
+        key = (e.dst, e.label)
+        if key in existing:
+            if existing[key] != when:
+                return [], f'both feed "{e.dst}" under different guards'
+            continue
+        existing[key] = when
+        moved.append(Edge(src=keep, dst=e.dst, label=e.label, when=when))
+    return moved, None
+
+
+@dataclass
+class _Scan:
+    """One pass over the nodes: the first merge found, and what was missed before it."""
+
+    merge: tuple[str, str, list[Edge]] | None = None
+    missed: list[tuple[str, tuple[str, str], str]] = dataclasses.field(default_factory=list)
+
+
+def _scan(wf: Workflow, docs: DocCache) -> _Scan:
+    graph = Graph.of(wf)
+    gates = gated_by(graph)
+    out = _Scan()
+    by_full: dict[tuple[bytes, Control], list[str]] = {}
+    by_core: dict[tuple[bytes, Control], str] = {}
+    by_doc: dict[bytes, str] = {}
+    for n in wf.nodes:
+        if n.id not in graph.nodes or graph.nodes[n.id] is not n:
+            continue  # a repeated id: verify reports it, and nothing here is safe to judge
+        k = _keys(n, graph, docs)
+        earlier = by_full.setdefault((k.full, k.control), [])
+        if earlier:
+            keep = earlier[0]
+            blocked = unmergeable(n)
+            if blocked is None:
+                why = _successor_blocker(n.id, graph)
+                blocked = ("by-id", why) if why else None
+            if blocked is None:
+                for keep in earlier:
+                    moved, why = _moved_edges(keep, n.id, graph)
+                    if why is None:
+                        out.merge = (keep, n.id, moved)
+                        return out
+                blocked = ("edges", why or "")
+            out.missed.append((blocked[0], (keep, n.id), f"not CSE'd: {blocked[1]}"))
+        elif (k.core, k.control) in by_core:
+            keep = by_core[(k.core, k.control)]
+            fields = _policy_difference(graph.nodes[keep], n)
+            out.missed.append(
+                (
+                    "policy",
+                    (keep, n.id),
+                    f'not CSE\'d with "{keep}": different {", ".join(fields)}',
+                )
+            )
+        elif k.full in by_doc:
+            keep = by_doc[k.full]
+            gate = sorted(gates.get(keep, frozenset()) ^ gates.get(n.id, frozenset()))
+            if gate:
+                why = f'they are on different sides of approval "{gate[0]}"'
+                name = "gate"
+            elif passes_predecessor_outputs(n):
+                why = "it takes its predecessors' outputs, and their predecessors differ"
+                name = "control"
+            else:
+                why = "their incoming edges differ, so they may not run in the same circumstances"
+                name = "control"
+            out.missed.append((name, (keep, n.id), f'not CSE\'d with "{keep}": {why}'))
+        earlier.append(n.id)
+        by_core.setdefault((k.core, k.control), n.id)
+        by_doc.setdefault(k.full, n.id)
+    return out
+
+
+def _rename_cache_keys(wf: Workflow, ctx: PassContext, dup: str, keep: str) -> Workflow:
+    for n in list(wf.nodes):
+        key = n.cache.get("key") if n.cache is not None else None
+        if isinstance(key, tuple | list) and dup in key:
+            names = sorted({keep if k == dup else k for k in key})
+            cache: FrozenDict[str, Any] = FrozenDict({"key": tuple(names)})
+            wf = ctx.rewriter.replace_node(wf, n.id, dataclasses.replace(n, cache=cache))
+    return wf
+
+
+def merge(wf: Workflow, ctx: PassContext, keep: str, dup: str, moved: Iterable[Edge]) -> Workflow:
+    """Make every use of `dup` a use of `keep`, then remove `dup`."""
+    wf = ctx.rewriter.rewrite_reads(wf, {dup: ref(keep)})
+    wf = _rename_cache_keys(wf, ctx, dup, keep)
+    for e in moved:
+        wf = ctx.rewriter.add_edge(wf, e)
+    return ctx.rewriter.remove_node(wf, dup)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CsePass(Pass):
+    """Merges duplicate pure and idempotent nodes, to a fixpoint."""
+
+    name: ClassVar[str] = "cse"
+    summary: ClassVar[str] = "merge identical pure or idempotent nodes with identical inputs"
+
+    def run(self, wf: Workflow, ctx: PassContext) -> Workflow:
+        if Graph.of(wf).topo_order() is None:
+            return wf  # verify reports the cycle; nothing here is safe to judge
+        docs: DocCache = {}
+        while True:
+            scan = _scan(wf, docs)
+            if scan.merge is None:
+                break
+            keep, dup, moved = scan.merge
+            node = Graph.of(wf).nodes[dup]
+            kind = node.KIND.value
+            wf = merge(wf, ctx, keep, dup, moved)
+            ctx.remark(
+                self.name,
+                "passed",
+                "merged",
+                (keep, dup),
+                f'merged "{dup}" into "{keep}": the same {kind} with the same inputs',
+                node.loc,
+            )
+            ctx.count("nodes-merged")
+        nodes = Graph.of(wf).nodes
+        for name, pair, message in scan.missed:
+            ctx.remark(self.name, "missed", name, pair, message, nodes[pair[1]].loc)
+        return wf
