@@ -119,3 +119,21 @@ def compile_file(
     comp.result = pipe.run(comp.overlay, policy, options or PipelineOptions())
     comp.diagnostics.extend(comp.result.diagnostics)
     return comp
+
+
+def compile_source(
+    src: SourceFile,
+    pipeline: str,
+    policy: Policy = DEFAULT_POLICY,
+    options: PipelineOptions | None = None,
+) -> Compilation:
+    """`compile_file` for a source held in memory (a workflow deployed over the HTTP API)."""
+    from aobc.frontend import load_source
+
+    pipe = PassPipeline.parse(pipeline)
+    loaded = load_source(src, policy)
+    comp = Compilation(loaded, [], Overlay(loaded.workflow, policy))
+    comp.diagnostics.extend(loaded.warnings)
+    comp.result = pipe.run(comp.overlay, policy, options or PipelineOptions())
+    comp.diagnostics.extend(comp.result.diagnostics)
+    return comp

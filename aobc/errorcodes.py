@@ -119,4 +119,15 @@ IR_TRUNCATED: Final = _c("ir-truncated", "an IR file is shorter than its header 
 IR_CHECKSUM: Final = _c("ir-checksum", "an IR file's content does not match its hash", "backend")
 IR_CORRUPT: Final = _c("ir-corrupt", "an IR file's content is inconsistent", "backend")
 
+# --- control plane (HTTP API, `aob`) ----------------------------------------------------
+TOKENS_FILE: Final = _c("tokens-file", "the API's tokens file is invalid", "api")
+UNAUTHORIZED: Final = _c("unauthorized", "no bearer token, or one the server does not know", "api")
+FORBIDDEN: Final = _c("forbidden", "the token's role does not allow the request", "api")
+PATCH_BUDGET: Final = _c("patch-budget", "an agent token is over its patch budget", "api")
+NOT_FOUND: Final = _c("not-found", "the workflow, run, patch or ticket does not exist", "api")
+CONFLICT: Final = _c("conflict", "the request conflicts with the state it acts on", "api")
+BAD_REQUEST: Final = _c("bad-request", "the request body or parameters are malformed", "api")
+SERVER_UNREACHABLE: Final = _c("server-unreachable", "the control plane did not answer", "api")
+SERVER_ERROR: Final = _c("server-error", "the control plane failed on a request", "api")
+
 INTERNAL: Final = _c("internal-error", "aobc itself failed; please report it", "internal")

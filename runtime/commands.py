@@ -66,11 +66,25 @@ def find_ticket(stores: Stores, ticket: str) -> tuple[str, RunState]:
     raise _error(f"no open approval ticket {ticket}")
 
 
-def decide(stores: Stores, ticket: str, decision: str, by: str, reason: str) -> str:
-    """Approve or reject a ticket. Returns the run id."""
+def decide(
+    stores: Stores,
+    ticket: str,
+    decision: str,
+    by: str,
+    reason: str,
+    *,
+    state: RunState | None = None,
+) -> str:
+    """Approve or reject a ticket. Returns the run id.
+
+    `state` is the run holding the ticket when the caller already knows it (a control plane
+    keeps an index of open tickets); otherwise every active run is searched."""
     if decision not in ("approve", "reject", "approved", "rejected"):
         raise _error(f'a decision is "approve" or "reject", not "{decision}"')
-    run_id, state = find_ticket(stores, ticket)
+    if state is not None and ticket in state.tickets and not state.finished:
+        run_id = state.run_id
+    else:
+        run_id, state = find_ticket(stores, ticket)
     t = state.tickets[ticket]
     if not t.open:
         raise _error(f"ticket {ticket} was already {t.decision} by {t.by}")
@@ -87,7 +101,15 @@ def decide(stores: Stores, ticket: str, decision: str, by: str, reason: str) -> 
     return run_id
 
 
-def propose(stores: Stores, run_id: str, raw: Any, by: str, file: str = "<patch>") -> str:
+def propose(
+    stores: Stores,
+    run_id: str,
+    raw: Any,
+    by: str,
+    file: str = "<patch>",
+    *,
+    source: str | None = None,
+) -> str:
     """Propose a human patch to a running run; its driver validates and applies it.
 
     The patch's syntax is checked here, so a malformed file fails at once; everything else
@@ -103,5 +125,45 @@ def propose(stores: Stores, run_id: str, raw: Any, by: str, file: str = "<patch>
         raw = {"operations": raw}
     raw = {"author_kind": "human", "author": by, **raw}
     patch = patch_from_json(raw, file)
-    _append(stores, run_id, "patch.proposed", {"patch": patch.to_json(), "source": f"human:{by}"})
+    _append(
+        stores,
+        run_id,
+        "patch.proposed",
+        {"patch": patch.to_json(), "source": source or f"human:{by}"},
+    )
     return patch.id
+
+
+def decide_patch(
+    stores: Stores, patch_id: str, decision: str, by: str, reason: str, *, run_id: str | None = None
+) -> str:
+    """Approve or reject a patch the review policy held. Returns the run id.
+
+    An approval is an event the run's driver acts on: it validates the patch again on the
+    version the run is at by then and applies it (or refuses it, and the refusal is logged).
+    """
+    if decision not in ("approve", "reject", "approved", "rejected"):
+        raise _error(f'a decision is "approve" or "reject", not "{decision}"')
+    if run_id is None:
+        record = stores.events.get_patch(patch_id)
+        if record is None or record.get("run_id") is None:
+            raise _error(f"no patch {patch_id}")
+        run_id = str(record["run_id"])
+    state = load_state(stores, run_id)
+    held = state.held.get(patch_id)
+    if held is None:
+        raise _error(f"patch {patch_id} is not waiting for a decision")
+    if "approval" in held:
+        raise _error(f"patch {patch_id} was already approved by {held['approval'].get('by')}")
+    if state.finished:
+        raise _error(f"run {run_id} already {state.status}; its patches can no longer apply")
+    approve = decision.startswith("approve")
+    etype = "patch.approved" if approve else "patch.rejected"
+    _append(stores, run_id, etype, {"patch": patch_id, "by": by, "reason": reason})
+    stores.events.record_patch(
+        run_id,
+        held["patch"],
+        "approved" if approve else "rejected",
+        {"by": by, "reason": reason, "held": held.get("reason")},
+    )
+    return run_id

@@ -164,8 +164,23 @@ class RunDriver:
     def on_external(self, e: Event) -> None:
         if e.type == "ticket.decided":
             self.engine.waits.decided(self, e.data["ticket"])
-        elif e.type == "patch.proposed" and e.data.get("source", "").startswith("human"):
-            self.engine.live.apply(self, e.data["patch"], source=e.data["source"])
+        elif e.type == "patch.proposed":
+            # Proposed from outside (a person, or an agent through the API): this driver
+            # validates and applies it. An agent node's own patches never arrive this way.
+            self.engine.live.apply(self, e.data["patch"], source=e.data.get("source", "human"))
+        elif e.type == "patch.approved":
+            self.apply_approved(e.data["patch"])
+
+    def apply_approved(self, patch_id: str) -> None:
+        held = self.state.held.get(patch_id)
+        if held is not None and "approval" in held:
+            self.engine.live.apply(
+                self, held["patch"], source=held.get("source", "human"), approval=held["approval"]
+            )
+
+    def held_open(self) -> bool:
+        """Whether a held patch still waits for a person's decision."""
+        return any("approval" not in h for h in self.state.held.values())
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -173,6 +188,8 @@ class RunDriver:
         self.engine.waits.rearm(self)
         for proposal in list(self.state.proposals):
             self.engine.live.apply(self, proposal["patch"], source=proposal.get("source", "human"))
+        for patch_id in list(self.state.held):
+            self.apply_approved(patch_id)  # approved while nobody drove the run
         while not self.state.finished:
             if self.state.cancel is not None:
                 await self.cancel_all()
@@ -181,7 +198,8 @@ class RunDriver:
             self.flush()
             if self.state.finished:
                 break
-            if not self.tasks and not self.ready and self.engine.waits.idle(self):
+            idle = not self.tasks and not self.ready and self.engine.waits.idle(self)
+            if idle and not self.state.held:
                 self.finish()
                 self.flush()
                 break
@@ -194,7 +212,10 @@ class RunDriver:
         return self.result(self.state.status)
 
     def only_waiting_for_humans(self) -> bool:
-        return not self.tasks and not self.ready and self.engine.waits.only_tickets(self)
+        if self.tasks or self.ready:
+            return False
+        waits = self.engine.waits
+        return waits.only_tickets(self) or (self.held_open() and waits.idle(self))
 
     async def wait(self) -> None:
         timeout = min(self.engine.options.poll_interval, self.engine.waits.next_deadline_in(self))

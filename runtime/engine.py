@@ -51,6 +51,16 @@ class EngineOptions:
     providers: Any = None  # aobc.runtime.providers.ProviderConfig
     secrets: Any = None  # aobc.runtime.executors.http.Secrets
     on_event: Callable[[Event], None] | None = None
+    review: Any = None  # aobc.runtime.review.ReviewPolicy: live patches that wait for a person
+
+
+@dataclass
+class Host:
+    """What the process driving runs tells them; shared by an engine and its children."""
+
+    #: Set before cancelling the drivers at shutdown: a cancelled run then stays resumable
+    #: instead of being logged as cancelled.
+    detaching: bool = False
 
 
 @dataclass
@@ -76,6 +86,7 @@ class Engine:
         self._http: Any = None
         self._providers: dict[str, Any] = {}
         self._inline: dict[str, bool] = {}
+        self.host = Host()
 
     # --- shared services ------------------------------------------------------------------
 
@@ -200,7 +211,7 @@ class Engine:
             )
         return out
 
-    async def start(
+    def create(
         self,
         ir: ExecIR,
         inputs: Mapping[str, Any] | None = None,
@@ -211,17 +222,29 @@ class Engine:
         frozen: Mapping[str, str] | None = None,
         replay: Mapping[str, Any] | None = None,
         search_path: Sequence[str] | None = None,
-    ) -> RunResult:
+        namespace: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        """Record a new run (IR, checked inputs, `run.started`) without driving it.
+
+        A control plane creates runs here and drives them later with `resume`. With an
+        idempotency key that already names a run in the namespace, nothing is created and
+        that run's first events come back (tell the cases apart by their `run_id`).
+        `labels` are kept on the run's record and in `run.started` (who started it, its
+        priority...).
+        """
         digest = self.store_ir(ir, ir.name)
         values = self.check_inputs(ir, inputs or {})
         run_id = run_id or f"r-{uuid.uuid4().hex[:16]}"
         now = self.options.clock()
+        ns = namespace or ir.namespace
         record = RunRecord(
-            run_id, ir.name, digest, "running", now, now, ir.namespace, parent, idempotency_key
-        )
+            run_id, ir.name, digest, "running", now, now, ns, parent, idempotency_key,
+            dict(labels or {}),
+        )  # fmt: skip
         started: dict[str, Any] = {
             "name": ir.name,
-            "namespace": ir.namespace,
+            "namespace": ns,
             "workflow": ir.workflow_hash,
             "version": ir.workflow_hash,
             "ir": digest,
@@ -238,9 +261,35 @@ class Engine:
             started["frozen"] = dict(frozen)
         if replay:
             started["replay"] = dict(replay)
+        if labels:
+            started["labels"] = dict(labels)
         first = self.stores.events.create_run(record, [("run.started", started)])
         for e in first:
             self.notify(e)
+        return first
+
+    async def start(
+        self,
+        ir: ExecIR,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        parent: str | None = None,
+        frozen: Mapping[str, str] | None = None,
+        replay: Mapping[str, Any] | None = None,
+        search_path: Sequence[str] | None = None,
+    ) -> RunResult:
+        first = self.create(
+            ir,
+            inputs,
+            run_id=run_id,
+            idempotency_key=idempotency_key,
+            parent=parent,
+            frozen=frozen,
+            replay=replay,
+            search_path=search_path,
+        )
         return await self.resume(first[0].run_id)
 
     async def resume(self, run_id: str) -> RunResult:
@@ -270,6 +319,12 @@ class Engine:
             try:
                 return await driver.drive()
             except asyncio.CancelledError:
+                if self.host.detaching:
+                    # The hosting process is going away, not the run: leave the log as a
+                    # crash would, so the next process resumes the run where it stopped.
+                    await driver.cancel_tasks()
+                    driver.flush()
+                    raise
                 # A parent run was cancelled: say so in this run's log before unwinding.
                 driver.emit("run.cancelled", {"by": "parent", "reason": "the parent run stopped"})
                 driver.flush()
@@ -290,6 +345,7 @@ class Engine:
         child._irs = self._irs
         child._http = self._http
         child._providers = self._providers
+        child.host = self.host
         return await child.start(ir, inputs, run_id=child_id, parent=parent.state.run_id)
 
     def _child_options(self) -> EngineOptions:

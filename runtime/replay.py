@@ -96,9 +96,30 @@ def plan(
     return frozen, [n.id for i, n in enumerate(ir.nodes) if n.id not in frozen]
 
 
-async def replay(
-    engine: Engine, run_id: str, from_node: str, mode: str
-) -> tuple[RunResult, list[Divergence]]:
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    """What a replay of `original` from `from_node` will run, and on what."""
+
+    original: RunState
+    ir: ExecIR
+    from_node: str
+    mode: str
+    frozen: dict[str, str]
+    redo: list[str]
+    search_path: list[str]
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return {
+            "of": self.original.run_id,
+            "from": self.from_node,
+            "mode": self.mode,
+            "redo": self.redo,
+        }
+
+
+def prepare(engine: Engine, run_id: str, from_node: str, mode: str) -> ReplayPlan:
+    """Check that `run_id` can be replayed from `from_node` and plan it; ExecutionError if not."""
     events = engine.stores.events.read(run_id)
     if not events:
         raise _fail(f"no run {run_id}")
@@ -107,16 +128,28 @@ async def replay(
         raise _fail(f"run {run_id} is still {original.status}; replay a finished run")
     ir = engine.load_ir(original.ir)
     frozen, redo = plan(original, ir, from_node, mode)
-    paths = events[0].data.get("search_path", [])
+    paths = list(events[0].data.get("search_path", []))
     engine.functions.add_paths(paths)
+    return ReplayPlan(original, ir, from_node, mode, frozen, redo, paths)
+
+
+def divergence(original: RunState, replayed: RunState) -> list[Divergence]:
+    """The replay report of `replayed` so far: each node it re-executes, same or changed."""
+    redo = (replayed.replay or {}).get("redo", [])
+    return [Divergence(n, original.done.get(n), replayed.done.get(n)) for n in redo]
+
+
+async def replay(
+    engine: Engine, run_id: str, from_node: str, mode: str
+) -> tuple[RunResult, list[Divergence]]:
+    p = prepare(engine, run_id, from_node, mode)
     result = await engine.start(
-        ir,
-        original.inputs,
+        p.ir,
+        p.original.inputs,
         parent=run_id,
-        frozen=frozen,
-        replay={"of": run_id, "from": from_node, "mode": mode},
-        search_path=paths,
+        frozen=p.frozen,
+        replay=p.meta,
+        search_path=p.search_path,
     )
     replayed = RunState.fold(result.run_id, engine.stores.events.read(result.run_id))
-    report = [Divergence(n, original.done.get(n), replayed.done.get(n)) for n in redo]
-    return result, report
+    return result, divergence(p.original, replayed)

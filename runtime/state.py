@@ -7,7 +7,7 @@ nodes are ready) is not stored; it is derived from the IR and the order nodes fi
 
 Event types and their data:
 
-    run.started            workflow, ir, version, inputs, mode, name, namespace, [parent, frozen, replay]
+    run.started            workflow, ir, version, inputs, mode, name, namespace, [parent, frozen, replay, labels]
     node.started           node, attempt, key                 (non-pure nodes; all nodes in full mode)
     node.succeeded         node, output (hash | null), [cached, frozen, child, ms]
     node.failed            node, attempt, error, kind, final
@@ -20,6 +20,9 @@ Event types and their data:
     patch.proposed         patch, source
     patch.applied          patch, author_kind, author, reason, base, version, ir
     patch.refused          patch, diagnostics
+    patch.held             patch, source, reason              (the review policy wants a person)
+    patch.approved         patch (id), by, reason             (a held patch may now be applied)
+    patch.rejected         patch (id), by, reason             (a held patch is dropped)
     run.cancel_requested   by, reason
     run.cancelled          by, reason
     run.succeeded          outputs, value
@@ -96,6 +99,8 @@ class RunState:
     tickets: dict[str, Ticket] = field(default_factory=dict)
     patches: list[dict[str, Any]] = field(default_factory=list)  # applied, in order
     proposals: list[dict[str, Any]] = field(default_factory=list)  # not yet decided
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)  # awaiting a person, by id
+    labels: dict[str, Any] = field(default_factory=dict)
     cancel: dict[str, Any] | None = None
     status: str = "running"
     outputs: str | None = None
@@ -141,6 +146,7 @@ def _started(st: RunState, d: dict[str, Any]) -> None:
     st.parent = d.get("parent")
     st.frozen = dict(d.get("frozen") or {})
     st.replay = d.get("replay")
+    st.labels = dict(d.get("labels") or {})
 
 
 def _node_started(st: RunState, d: dict[str, Any]) -> None:
@@ -205,9 +211,31 @@ def _patch_proposed(st: RunState, d: dict[str, Any]) -> None:
     st.proposals.append(d)
 
 
+def _patch_id(d: dict[str, Any]) -> Any:
+    return d["patch"].get("id") if isinstance(d["patch"], dict) else d["patch"]
+
+
 def _patch_decided(st: RunState, d: dict[str, Any]) -> None:
-    pid = d["patch"].get("id") if isinstance(d["patch"], dict) else d["patch"]
+    pid = _patch_id(d)
     st.proposals = [p for p in st.proposals if p["patch"].get("id") != pid]
+    st.held.pop(pid, None)
+
+
+def _patch_held(st: RunState, d: dict[str, Any]) -> None:
+    _patch_decided(st, d)
+    st.held[_patch_id(d)] = dict(d)
+
+
+def _patch_approved(st: RunState, d: dict[str, Any]) -> None:
+    held = st.held.get(d["patch"])
+    if held is not None and "approval" not in held:  # the first decision wins
+        held["approval"] = {"by": d.get("by"), "reason": d.get("reason")}
+
+
+def _patch_rejected(st: RunState, d: dict[str, Any]) -> None:
+    held = st.held.get(d["patch"])
+    if held is not None and "approval" not in held:
+        del st.held[d["patch"]]
 
 
 def _patch_applied(st: RunState, d: dict[str, Any]) -> None:
@@ -251,6 +279,9 @@ _HANDLERS: Final = {
     "patch.proposed": _patch_proposed,
     "patch.applied": _patch_applied,
     "patch.refused": _patch_decided,
+    "patch.held": _patch_held,
+    "patch.approved": _patch_approved,
+    "patch.rejected": _patch_rejected,
     "run.cancel_requested": _cancel_requested,
     "run.cancelled": _terminal("cancelled"),
     "run.succeeded": _terminal("succeeded"),

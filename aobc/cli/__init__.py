@@ -41,6 +41,7 @@ COMMANDS: Final = {
     "cancel": ("aobc.cli.cancel", "cancel a run"),
     "approve": ("aobc.cli.approve", "approve or reject a pending approval"),
     "replay": ("aobc.cli.replay", "re-execute a run from a node and report what diverged"),
+    "serve": ("aobc.cli.serve", "serve the HTTP control plane (API, SSE timelines, metrics)"),
 }
 
 
