@@ -1,6 +1,7 @@
 """The end-to-end demo behind `./dev demo`, offline.
 
-1. Compile every example and print the optimization report.
+1. Explain what -O2 does to every example (a text report here, an HTML page with the graphs
+   before and after in `out/`), and compile `support_triage.aob` to a `.aobir`.
 2. Run `support_triage.aob` on the embedded store. Its agent node talks to a local server that
    speaks the OpenAI Chat Completions protocol, through aobc's real OpenAI client; the
    agent's answer drafts a reply and patches the running workflow to loop in an engineer.
@@ -69,9 +70,11 @@ def aobc(*args: str, env: dict[str, str] | None = None) -> str:
 
 def main() -> int:
     OUT.mkdir(exist_ok=True)
-    step("1. compile every example (-O2) and print the optimization report")
+    step("1. explain what -O2 does to every example (an HTML page per example in out/)")
     for source in sorted(EXAMPLES.glob("*.aob")):
-        aobc("compile", str(source), "-O2", "--report", "-o", str(OUT / f"{source.stem}.aobir"))
+        aobc("explain", str(source), "-O2", "--html", str(OUT / f"{source.stem}.html"))
+    compiled = OUT / "support_triage.aobir"
+    aobc("compile", str(EXAMPLES / "support_triage.aob"), "-O2", "-o", str(compiled))
 
     store = OUT / "demo-store"
     shutil.rmtree(store, ignore_errors=True)
@@ -91,7 +94,9 @@ def main() -> int:
         step("2. run support_triage: the agent drafts a reply and patches the running workflow")
         out = aobc(
             "run",
-            str(EXAMPLES / "support_triage.aob"),
+            str(compiled),
+            "--path",  # where the handlers live: a .aobir does not sit beside its sources
+            str(EXAMPLES),
             "--inputs",
             str(EXAMPLES / "support_ticket.json"),
             "--store",

@@ -490,6 +490,33 @@ def complete(Routing st not None, i: object, taken: object) -> tuple:
         _stack_free(&ready)
 
 
+def complete_many(Routing st not None, members: object) -> list:
+    """Nodes `members`, in topological order, all succeeded and took every outgoing edge (a
+    fused region, run as one call). Returns the nodes newly ready outside them.
+
+    As the reference: `complete(st, i, None)` for each member in order, keeping the ready
+    nodes still READY at the end. Indices are checked before anything changes.
+    """
+    cdef list idx = [st._node(i) for i in members]
+    cdef Py_ssize_t j, k
+    cdef Stack ready, skipped
+    _stack_init(&ready, 16)
+    try:
+        _stack_init(&skipped, 8)
+        try:
+            for j in idx:
+                _complete(st, j, None, &ready, &skipped)
+            out = []
+            for k in range(ready.len):
+                if st._status[ready.data[k]] == C_READY:
+                    out.append(ready.data[k])
+            return out
+        finally:
+            _stack_free(&skipped)
+    finally:
+        _stack_free(&ready)
+
+
 def skip(Routing st not None, i: object) -> tuple:
     """Node i will not run (its run was told so): resolve its edges as untaken."""
     cdef Py_ssize_t j = st._node(i)

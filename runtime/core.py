@@ -25,6 +25,7 @@ from aobc.runtime.interp_py import (
     STATUS_NAMES,
     Routing,
     complete,
+    complete_many,
     drain,
     settled,
     skip,
@@ -35,7 +36,7 @@ IMPLEMENTATION = "python"
 
 _MODULES = {"python": "aobc.runtime.interp_py", "cython": "aobc.runtime._interp"}
 # What differs between the implementations; the status codes are the same numbers in both.
-_SWITCHED = ("Routing", "complete", "drain", "settled", "skip", "start")
+_SWITCHED = ("Routing", "complete", "complete_many", "drain", "settled", "skip", "start")
 
 
 def use(implementation: str) -> None:
@@ -68,6 +69,7 @@ __all__ = [
     "STATUS_NAMES",
     "Routing",
     "complete",
+    "complete_many",
     "drain",
     "settled",
     "skip",

@@ -39,7 +39,7 @@ from aobc.runtime.execir import (
     ExecIR,
 )
 from aobc.runtime.executors.function import NodeContext, call_sync
-from aobc.runtime.routing import EdgeTable, rebuild
+from aobc.runtime.routing import rebuild
 from aobc.runtime.state import RunState
 from aobc.runtime.stores.base import Conflict, Event
 from aobc.runtime.values import ValueError_, check_json
@@ -94,6 +94,7 @@ class RunDriver:
         self.results: asyncio.Queue[tuple[str, Any, BaseException | None]] = asyncio.Queue()
         self.values: list[Any] = []
         self.memo_pending: dict[str, str] = {}
+        self.unfused: set[Any] = set()  # fused regions this run runs node by node instead
         self.ir: ExecIR = ir
         self.set_ir(ir)
 
@@ -105,10 +106,13 @@ class RunDriver:
             {n.id: self.values[i] for i, n in enumerate(self.ir.nodes)} if self.values else {}
         )
         self.ir = ir
-        self.index = {n.id: i for i, n in enumerate(ir.nodes)}
-        self.configs = [ir.consts[n.config] for n in ir.nodes]
-        self.edges = EdgeTable(ir)
-        self.values = [old_values.get(n.id) for n in ir.nodes]
+        plan = self.engine.plan(ir)
+        self.index = plan.index
+        self.configs = plan.configs
+        self.edges = plan.edges
+        self.values = (
+            [old_values.get(n.id) for n in ir.nodes] if old_values else [None] * len(ir.nodes)
+        )
         self.env = RunEnv(self.index, self.values, self.state.inputs)
         for node_id, digest in self.state.done.items():
             i = self.index.get(node_id)
@@ -125,9 +129,15 @@ class RunDriver:
             if i is not None and self.routing.status[i] == core.READY:
                 self.routing.status[i] = core.RUNNING
         self.ready = [i for i in ready if self.routing.status[i] == core.READY]
-        self.ids = [n.id for n in ir.nodes]
-        self.guarded = [row is not None for row in self.edges.slots]
-        self.fast_fns = [self._fast_fn(i) for i in range(len(ir.nodes))]
+        self.ids = plan.ids
+        self.guarded = plan.guarded
+        fast = plan.fast.get(self.full)
+        if fast is None:
+            fast = plan.fast[self.full] = [self._fast_fn(i) for i in range(len(ir.nodes))]
+        if self.state.frozen:
+            fast = [None if self.ids[i] in self.state.frozen else f for i, f in enumerate(fast)]
+        self.fast_fns = fast
+        self.fusion = self.engine.fusion(ir)
 
     # --- events -----------------------------------------------------------------------
 
@@ -277,7 +287,6 @@ class RunDriver:
             or node.max_attempts > 1
             or "args" in cfg
             or "cache" in cfg
-            or node.id in self.state.frozen
             or not self.engine.inline_ok(cfg)
         ):
             return None
@@ -296,6 +305,8 @@ class RunDriver:
         """Run every ready node: the core runs what it can inline (which may make more nodes
         ready), and hands back the rest to start here, which may also make nodes ready."""
         while self.ready and not self.state.finished:
+            if self.fusion is not None:
+                self.fusion.run_ready(self)
             try:
                 slow = core.drain(
                     self.routing, self.ready, self.fast_fns, self.ids, self.values,
@@ -509,11 +520,17 @@ class RunDriver:
         self.events.set_status(self.state.run_id, "failed")
 
     def finish(self) -> None:
-        stuck = [
-            n.id
-            for i, n in enumerate(self.ir.nodes)
-            if self.routing.status[i] not in (core.DONE, core.SKIPPED)
-        ]
+        # `settled` is the core's own loop; routing never marks a node FAILED (a failure
+        # ends the run instead), so settled means every node is done or skipped.
+        stuck = (
+            []
+            if core.settled(self.routing)
+            else [
+                n.id
+                for i, n in enumerate(self.ir.nodes)
+                if self.routing.status[i] not in (core.DONE, core.SKIPPED)
+            ]
+        )
         if stuck:
             # Nothing is running or waiting, yet these nodes never finished: a bug, and the run
             # must not claim success over it.

@@ -28,9 +28,11 @@ from aobc.policy import DEFAULT_POLICY, Policy
 from aobc.runtime.driver import RunDriver, RunResult
 from aobc.runtime.execir import E_PURE, ExecIR, ExecNode
 from aobc.runtime.executors.function import FunctionResolver
+from aobc.runtime.fusion import Fusion
 from aobc.runtime.live import Live
 from aobc.runtime.locks import RunLock
 from aobc.runtime.nodes import NodeExecutors
+from aobc.runtime.routing import Plan
 from aobc.runtime.state import RunState
 from aobc.runtime.stores.base import CAS, Event, EventLog, RunRecord
 from aobc.runtime.values import Values
@@ -52,6 +54,7 @@ class EngineOptions:
     secrets: Any = None  # aobc.runtime.executors.http.Secrets
     on_event: Callable[[Event], None] | None = None
     review: Any = None  # aobc.runtime.review.ReviewPolicy: live patches that wait for a person
+    fuse: bool = True  # run pure inline regions as one generated function (runtime/fusion.py)
 
 
 @dataclass
@@ -83,6 +86,11 @@ class Engine:
         self.waits = Waits(self)
         self.live = Live(self)
         self._irs: dict[str, ExecIR] = {}
+        # Per IR object (kept alive by `_irs`, so its id stays its own): its CAS digest once
+        # stored, and the routing tables every run of it shares. A run of a cached IR then
+        # pays nothing to encode, store or analyse it again.
+        self._stored: dict[int, str] = {}
+        self._plans: dict[int, Plan] = {}
         self._http: Any = None
         self._providers: dict[str, Any] = {}
         self._inline: dict[str, bool] = {}
@@ -148,9 +156,13 @@ class Engine:
     # --- IR ---------------------------------------------------------------------------------
 
     def store_ir(self, ir: ExecIR, name: str) -> str:
+        digest = self._stored.get(id(ir))
+        if digest is not None and self._irs.get(digest) is ir:
+            return digest  # this engine stored this very IR already (CAS and artifact too)
         data = encode(ir)
         digest = self.stores.cas.put(data)
         self._irs[digest] = ir
+        self._stored[id(ir)] = digest
         self.stores.events.put_artifact(
             "ir", digest, name, {"workflow": ir.workflow_hash, "ir_id": ir_hash(ir)}
         )
@@ -161,7 +173,27 @@ class Engine:
         if ir is None:
             ir = decode(self.stores.cas.get(digest), f"cas:{digest[:12]}")
             self._irs[digest] = ir
+            self._stored[id(ir)] = digest
         return ir
+
+    def plan(self, ir: ExecIR) -> Plan:
+        """The routing tables of `ir`, built once per IR."""
+        plan = self._plans.get(id(ir))
+        if plan is None or plan.ir is not ir:
+            plan = Plan(ir)
+            if any(known is ir for known in self._irs.values()):
+                self._plans[id(ir)] = plan  # only IRs `_irs` keeps alive: ids stay unique
+        return plan
+
+    def fusion(self, ir: ExecIR) -> Fusion | None:
+        """The fused regions of `ir`, or None: no region (or fusion turned off)."""
+        if not self.options.fuse:
+            return None
+        plan = self.plan(ir)
+        if plan.fusion is None:
+            plan.fusion = Fusion(self, ir)
+        fusion: Fusion = plan.fusion
+        return fusion if fusion.count else None
 
     def compile_document(self, doc: Mapping[str, Any]) -> ExecIR:
         """The IR of a sub-workflow given as a document (a map body's composite)."""
@@ -290,11 +322,15 @@ class Engine:
             replay=replay,
             search_path=search_path,
         )
-        return await self.resume(first[0].run_id)
+        if idempotency_key is None:
+            # Just created, so its log is `first` and its record already says "running".
+            return await self.resume(first[0].run_id, created=first)
+        return await self.resume(first[0].run_id)  # maybe an older run: read its whole log
 
-    async def resume(self, run_id: str) -> RunResult:
-        """Drive a run from wherever its log says it is."""
-        events = self.stores.events.read(run_id)
+    async def resume(self, run_id: str, *, created: list[Event] | None = None) -> RunResult:
+        """Drive a run from wherever its log says it is (`created`: the whole log of a run
+        this engine has just created)."""
+        events = created if created is not None else self.stores.events.read(run_id)
         if not events:
             raise ExecutionError(
                 Diagnostic.error(ec.INVALID_VALUE, f"no run {run_id}", JsonLoc("<runs>", ""))
@@ -313,7 +349,7 @@ class Engine:
                 )
             )
         try:
-            if self.stores.events.get_run(run_id) is not None:
+            if created is None and self.stores.events.get_run(run_id) is not None:
                 self.stores.events.set_status(run_id, "running")
             driver = RunDriver(self, state, self.load_ir(state.ir))
             try:
@@ -343,6 +379,8 @@ class Engine:
             return await self.resume(child_id)
         child = Engine(self.stores, self._child_options())
         child._irs = self._irs
+        child._stored = self._stored
+        child._plans = self._plans
         child._http = self._http
         child._providers = self._providers
         child.host = self.host

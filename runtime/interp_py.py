@@ -146,6 +146,20 @@ def complete(st: Routing, i: int, taken: Sequence[bool] | None) -> tuple[list[in
     return ready, skipped
 
 
+def complete_many(st: Routing, members: Sequence[int]) -> list[int]:
+    """Nodes `members`, in topological order, all succeeded and took every outgoing edge (a
+    fused region, run as one call). Returns the nodes newly ready outside them.
+
+    The same as `complete(st, i, None)` for each member in order, keeping the ready nodes
+    that are still READY at the end (a member made ready by an earlier one is then done).
+    """
+    ready: list[int] = []
+    for i in members:
+        new, _ = complete(st, i, None)
+        ready.extend(new)
+    return [j for j in ready if st.status[j] == READY]
+
+
 def skip(st: Routing, i: int) -> tuple[list[int], list[int]]:
     """Node i will not run (its run was told so): resolve its edges as untaken."""
     ready: list[int] = []

@@ -59,6 +59,25 @@ class EdgeTable:
         return out
 
 
+class Plan:
+    """What every run of one IR shares: its edge table, node ids and configs, and the
+    inline functions of its fast path. Built once per IR by `Engine.plan`."""
+
+    __slots__ = ("configs", "edges", "fast", "fusion", "guarded", "ids", "index", "ir")
+
+    def __init__(self, ir: ExecIR) -> None:
+        self.ir = ir
+        self.edges = EdgeTable(ir)
+        self.index = {n.id: i for i, n in enumerate(ir.nodes)}
+        self.ids = [n.id for n in ir.nodes]
+        self.configs = [ir.consts[n.config] for n in ir.nodes]
+        self.guarded = [row is not None for row in self.edges.slots]
+        # The fast-path inline functions, by fidelity (see RunDriver._fast_fn); a run with
+        # frozen nodes adjusts its own copy.
+        self.fast: dict[bool, list[Callable[[dict[str, Any]], Any] | None]] = {}
+        self.fusion: Any = None  # aobc.runtime.fusion.Fusion, made on first use
+
+
 def _selector(kind: int, value: Any) -> str:
     """The label a node's output selects: an approval's decision, else the value as a label."""
     if kind == K_APPROVAL and isinstance(value, Mapping):
@@ -80,7 +99,9 @@ def rebuild(
     and how it continues on a new IR after a live patch: replaying completions is exact,
     because a patch may not change what already ran.
     """
-    st, _ = core.start(ir)
+    st, roots = core.start(ir)
+    if not order:
+        return st, roots  # a fresh run: skip the scan below (a loop over every node)
     for node_id in order:
         i = index.get(node_id)
         if i is None:

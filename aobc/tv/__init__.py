@@ -14,7 +14,7 @@ from aobc.ir import Workflow
 from aobc.passes.pipeline import PassPipeline
 from aobc.policy import DEFAULT_POLICY, Policy
 from aobc.tv.reduce import reduce
-from aobc.tv.refine import Counterexample, check
+from aobc.tv.refine import Counterexample, check, check_fusion
 
 
 def optimize(wf: Workflow, pipeline: str, policy: Policy = DEFAULT_POLICY) -> Workflow:
@@ -50,4 +50,4 @@ def validate(
     return replace(again if again is not None else found, workflow=small)
 
 
-__all__ = ["Counterexample", "check", "optimize", "validate"]
+__all__ = ["Counterexample", "check", "check_fusion", "optimize", "validate"]

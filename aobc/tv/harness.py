@@ -20,6 +20,8 @@ from aobc.runtime.driver import NodeFailure, RunDriver, RunResult
 from aobc.runtime.engine import Engine, EngineOptions, Stores
 from aobc.runtime.env import RunEnv, render
 from aobc.runtime.execir import ExecIR
+from aobc.runtime.executors.function import Callable_ as ResolvedFunction
+from aobc.runtime.executors.function import FunctionResolver
 from aobc.runtime.nodes import AgentOutcome, NodeExecutors
 from aobc.runtime.stores.memory import MemoryCAS, MemoryEventLog
 from aobc.runtime.waits import Waits
@@ -119,13 +121,44 @@ class _FakeWaits(Waits):
         )
 
 
+class _WorldFunctions(FunctionResolver):
+    """Every function reference resolves to the world's synchronous answer for it, so pure
+    functions run inline (and fused) as real ones would; effectful and idempotent ones
+    still run as tasks, through `_FakeNodes.function`, which records them."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__()
+        self.world = world
+
+    def resolve(self, ref: str) -> ResolvedFunction:
+        if ref.startswith(STDLIB):
+            return super().resolve(ref)
+        world = self.world
+
+        def answer(inputs: Any) -> Any:
+            return world.function(_PATH.get(), ref, inputs, "pure")
+
+        return ResolvedFunction(answer, 1, False)
+
+
 class _WorldEngine(Engine):
     """The engine, with every outside-facing node kind answered by the world."""
 
-    def __init__(self, stores: Stores, world: World, prefix: str = "") -> None:
-        super().__init__(stores, EngineOptions(mode="fast"))
+    def __init__(
+        self,
+        stores: Stores,
+        world: World,
+        prefix: str = "",
+        *,
+        inline: bool = False,
+        fuse: bool = True,
+    ) -> None:
+        super().__init__(stores, EngineOptions(mode="fast", fuse=fuse))
         self.world = world
         self.prefix = prefix  # this (child) run's path from the top-level run, with "/"
+        self.inline = inline
+        if inline:
+            self.functions = _WorldFunctions(world)
         self.nodes = _FakeNodes(self, world)
         self.waits = _FakeWaits(self, world)
 
@@ -135,14 +168,28 @@ class _WorldEngine(Engine):
         # A child run's id is `{parent run}/{node}[item]`; its path is the part after the
         # parent's run id, under the parent's own path.
         step = child_id[len(parent.state.run_id) + 1 :]
-        child = _WorldEngine(self.stores, self.world, f"{self.prefix}{step}/")
+        child = _WorldEngine(
+            self.stores,
+            self.world,
+            f"{self.prefix}{step}/",
+            inline=self.inline,
+            fuse=self.options.fuse,
+        )
         return await child.start(ir, inputs, run_id=child_id, parent=parent.state.run_id)
 
 
-def run_in_world(ir: ExecIR, inputs: Mapping[str, Any], seed: int) -> Trace:
-    """Run `ir` once in a fresh deterministic world."""
+def run_in_world(
+    ir: ExecIR, inputs: Mapping[str, Any], seed: int, *, inline: bool = False, fuse: bool = True
+) -> Trace:
+    """Run `ir` once in a fresh deterministic world.
+
+    By default every function runs as a task answered by the world. With `inline`, pure
+    functions are synchronous world functions the engine calls inline, and with `fuse`
+    (the engine's default) runs pure inline regions as generated code: that is how fusion
+    is validated (`check_fusion`).
+    """
     world = World(seed)
-    engine = _WorldEngine(Stores(MemoryEventLog(), MemoryCAS()), world)
+    engine = _WorldEngine(Stores(MemoryEventLog(), MemoryCAS()), world, inline=inline, fuse=fuse)
 
     async def go() -> RunResult:
         try:

@@ -155,6 +155,25 @@ def compare(original: Workflow, before: Trace, after: Trace) -> str | None:
     return _order_violation(original, before, after)
 
 
+def check_fusion(wf: Workflow, *, seeds: int = 5, rng_seed: int = 0) -> Counterexample | None:
+    """Fusion as a rewrite: the same IR run node by node and with its pure inline regions
+    fused (`aobc.runtime.fusion`), in the same worlds, must agree as any optimization must
+    (and end the same way even when the original fails: fusion may not change which node
+    fails)."""
+    ir = lower(wf)
+    rng = random.Random(rng_seed)
+    for seed in range(seeds):
+        inputs = generate_inputs(ir, rng)
+        before = run_in_world(ir, inputs, seed, inline=True, fuse=False)
+        after = run_in_world(ir, inputs, seed, inline=True, fuse=True)
+        reason = compare(wf, before, after)
+        if reason is None and (before.status, before.error) != (after.status, after.error):
+            reason = f"the run ended differently: {before.error!r} became {after.error!r}"
+        if reason is not None:
+            return Counterexample(reason, inputs, seed, before, after, wf)
+    return None
+
+
 def check(
     original: Workflow, optimized: Workflow, *, seeds: int = 5, rng_seed: int = 0
 ) -> Counterexample | None:

@@ -6,7 +6,9 @@ the unoptimized and the optimized program. Effectful calls are recorded, with wh
 asked, so the two programs' effects can be compared. A batched HTTP request is answered
 and recorded as its component requests, exactly as if they had been separate nodes.
 
-Approvals are decided by a hash of the seed and the node, timers fire at once.
+Approvals are decided by a hash of the seed and the node, timers fire at once. A function
+whose module is named `fail` (`fail:f`, `pkg.fail:f`) raises, so that failing runs can be
+generated too.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def fake_value(*question: Any) -> dict[str, Any]:
     }
 
 
+class WorldFailure(Exception):
+    """What a world function of a `fail` module raises."""
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """One effectful call: what was asked, and by which kind of node."""
@@ -64,6 +70,9 @@ class World:
         return "approved" if _h(self.seed, node_id) % 3 else "rejected"
 
     def function(self, path: str, fn: str, inputs: Any, effect: str) -> Any:
+        module = fn.partition(":")[0]
+        if module == "fail" or module.endswith(".fail"):
+            raise WorldFailure(f"{fn} fails in this world")
         if effect == "effectful":
             self._record(path, Call("function", fn, _canon(inputs)))
         return fake_value("fn", fn, inputs)

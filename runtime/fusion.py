@@ -1,0 +1,136 @@
+"""Running fused regions: the backend's generated functions, compiled once, called by a run.
+
+`aobc.backend.fuse` finds the regions of an IR whose nodes are pure synchronous functions
+the engine calls inline, and emits each as one Python function of direct calls. Here they
+are compiled (once per distinct source, which is a function of the IR and of which nodes
+may be inlined, so in effect once per IR hash) and bound to the engine's resolved
+functions, as part of the IR's `Plan`.
+
+A run calls a region instead of its members when every input from outside the region is
+done and every root is ready (so no member has run: each member descends from a root
+inside the region). Afterwards the run is exactly as if the members had run inline one by
+one in topological order: their values are stored, their completions recorded (in
+full-fidelity mode as `node.succeeded` events with their outputs, in fast mode in the
+state only), and routing marks them done and readies what follows. What fusion skips is
+the memo: a fused node is not looked up in, nor stored to, the cross-run cache (cache-
+marked nodes, where the cache pays, are never fused).
+
+If a member raises, the region's outputs are not stored (the generated code stores them
+last) and the run goes on without fusing that region: the interpreter then runs the
+members one by one and reports the failing node as usual. Members are pure, so running
+the ones before it again is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import CodeType
+from typing import TYPE_CHECKING, Any
+
+from aobc.backend.fuse import Candidate, Region, regions
+from aobc.runtime import core
+from aobc.runtime.execir import E_PURE, K_FUNCTION, ExecIR
+from aobc.runtime.values import ValueError_
+
+if TYPE_CHECKING:
+    from aobc.runtime.driver import RunDriver
+    from aobc.runtime.engine import Engine
+
+_CODE_CACHE_SIZE = 256
+_CODE: OrderedDict[str, CodeType] = OrderedDict()
+
+
+def _compiled(source: str) -> Callable[[list[Any], tuple[Any, ...]], None]:
+    key = hashlib.sha256(source.encode()).hexdigest()
+    code = _CODE.get(key)
+    if code is None:
+        code = compile(source, f"<aobc fused {key[:12]}>", "exec")
+        _CODE[key] = code
+        if len(_CODE) > _CODE_CACHE_SIZE:
+            _CODE.popitem(last=False)
+    else:
+        _CODE.move_to_end(key)
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # the backend's own generated code: calls and assignments only
+    fn: Callable[[list[Any], tuple[Any, ...]], None] = namespace["fused"]
+    return fn
+
+
+@dataclass(eq=False)
+class Fused:
+    """One region of one IR, ready to call."""
+
+    region: Region
+    call: Callable[[list[Any], tuple[Any, ...]], None]
+    fns: tuple[Any, ...]
+    ids: list[str]  # the members' ids, in the region's (topological) order
+    done: dict[str, None]  # what a fast-path run records for them
+
+
+class Fusion:
+    """The fused regions of one IR in one engine, indexed by their roots."""
+
+    def __init__(self, engine: Engine, ir: ExecIR) -> None:
+        def candidate(i: int) -> Candidate | None:
+            return fusable(engine, ir, i)
+
+        self.by_root: dict[int, Fused] = {}
+        self.count = 0
+        for region in regions(ir, candidate):
+            fns = tuple(engine.functions.resolve(ref).fn for ref in region.fns)
+            ids = [ir.nodes[m].id for m in region.members]
+            fused = Fused(region, _compiled(region.source), fns, ids, dict.fromkeys(ids))
+            self.count += 1
+            for r in region.roots:
+                self.by_root[r] = fused
+
+    def run_ready(self, d: RunDriver) -> None:
+        """Call every region whose roots are ready and whose outside inputs are done."""
+        status = d.routing.status
+        for i in list(d.ready):
+            f = self.by_root.get(i)
+            if f is None or f in d.unfused or status[i] != core.READY:
+                continue
+            region = f.region
+            if any(status[r] != core.READY for r in region.roots) or any(
+                status[p] != core.DONE for p in region.inputs
+            ):
+                continue
+            if d.state.frozen and any(m in d.state.frozen for m in f.ids):
+                d.unfused.add(f)  # a replay reads these from the store instead
+                continue
+            try:
+                f.call(d.values, f.fns)
+            except Exception:  # a workflow function failing: let the interpreter say where
+                d.unfused.add(f)
+                continue
+            if d.full:
+                for m in region.members:
+                    try:
+                        d.succeed(m, d.values[m], route=False)
+                    except ValueError_ as err:  # an output JSON cannot carry
+                        d.fail(d.ids[m], err)
+                        return
+            else:
+                d.state.done.update(f.done)
+                d.state.order.extend(f.ids)
+            d.ready.extend(core.complete_many(d.routing, region.members))
+
+
+def fusable(engine: Engine, ir: ExecIR, i: int) -> Candidate | None:
+    """Node i as a fusion candidate: a pure synchronous function the engine calls inline
+    with its predecessors' outputs (no `args`, no retries, not cache-marked), taking its
+    inputs or nothing (a function that wants its context runs on its own)."""
+    node = ir.nodes[i]
+    if node.kind != K_FUNCTION or node.effect != E_PURE or node.max_attempts > 1:
+        return None
+    cfg = ir.consts[node.config]
+    if "args" in cfg or "cache" in cfg or not engine.inline_ok(cfg):
+        return None
+    fn = engine.functions.resolve(cfg["fn"])
+    if fn.arity not in (0, 1):
+        return None
+    return Candidate(cfg["fn"], fn.arity)

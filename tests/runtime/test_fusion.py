@@ -1,0 +1,359 @@
+"""Fusion: pure inline regions run as one generated function, with the same results.
+
+The regions the backend finds (`aobc.backend.fuse`), the core's `complete_many` on both
+cores, and runs with and without fusion: same events, same outputs, same failures, in
+fast and full fidelity; replays and live patches fall back to node-by-node where they must.
+Translation validation covers fusion as it covers every rewrite (`check_fusion`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+from harness import Harness
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aobc.backend.fuse import Candidate, regions
+from aobc.backend.lower import lower
+from aobc.frontend.overlay import Overlay
+from aobc.ir import (
+    ConditionNode,
+    Edge,
+    Effect,
+    FunctionNode,
+    JoinMode,
+    JoinNode,
+    OutputDecl,
+    Workflow,
+)
+from aobc.passes.pipeline import PassPipeline
+from aobc.runtime import interp_py
+from aobc.runtime.engine import Engine, EngineOptions, Stores
+from aobc.runtime.execir import ExecIR
+from aobc.runtime.stores.embedded import EmbeddedStores
+from aobc.tv import check_fusion
+
+STEP = Candidate("wf_functions:step", 1)
+
+
+def _wf(
+    n: int, edges: list[tuple[int, int]], *, fns: dict[int, str] | None = None, **kw: Any
+) -> Workflow:
+    fns = fns or {}
+    nodes = tuple(
+        FunctionNode(
+            id=f"n{i}",
+            effect=Effect.EFFECTFUL if fns.get(i, "").endswith(":record") else Effect.PURE,
+            fn=fns.get(i, "wf_functions:step"),
+        )
+        for i in range(n)
+    )
+    return Workflow(
+        name="w",
+        nodes=nodes,
+        edges=tuple(Edge(src=f"n{a}", dst=f"n{b}") for a, b in edges),
+        **kw,
+    )
+
+
+def _regions(ir: ExecIR, pure: set[int] | None = None) -> list[list[int]]:
+    def candidate(i: int) -> Candidate | None:
+        return STEP if pure is None or i in pure else None
+
+    return [list(r.members) for r in regions(ir, candidate)]
+
+
+# --- finding regions -------------------------------------------------------------------------
+
+
+def test_a_chain_is_one_region_in_order() -> None:
+    ir = lower(_wf(5, [(i, i + 1) for i in range(4)]))
+    (region,) = regions(ir, lambda i: STEP)
+    assert list(region.members) == [0, 1, 2, 3, 4]
+    assert region.roots == (0,)
+    assert region.inputs == ()
+    assert "v1 = f0({'n0': v0})" in region.source
+
+
+def test_a_region_does_not_swallow_a_path_that_leaves_and_comes_back() -> None:
+    # 0 -> 1 (not fusable) -> 3 and 0 -> 2 -> 3: {0, 2, 3} is connected but not convex, so
+    # it splits into single-entry regions; 3 must wait for 1, which waits for 0.
+    ir = lower(_wf(4, [(0, 1), (1, 3), (0, 2), (2, 3)]))
+    found = _regions(ir, pure={0, 2, 3})
+    assert found == [[0, 2]]  # 3 has an outside predecessor: a region of its own, size 1
+    for members in found:
+        assert not ({0, 3} <= set(members))
+
+
+def test_labelled_or_guarded_edges_end_a_region() -> None:
+    wf = Workflow(
+        name="w",
+        nodes=(
+            FunctionNode(id="a", effect=Effect.PURE, fn="wf_functions:step"),
+            FunctionNode(id="b", effect=Effect.PURE, fn="wf_functions:step"),
+            FunctionNode(id="c", effect=Effect.PURE, fn="wf_functions:step"),
+            FunctionNode(id="d", effect=Effect.PURE, fn="wf_functions:step"),
+        ),
+        edges=(
+            Edge(src="a", dst="b"),
+            Edge(src="b", dst="c", when="b > 1"),
+            Edge(src="c", dst="d"),
+        ),
+    )
+    assert _regions(lower(wf)) == [[2, 3]]  # a -> b may be fused only if b's edge is plain
+
+
+def test_sizes_and_inputs() -> None:
+    ir = lower(_wf(3, [(0, 1), (1, 2)]))
+    assert _regions(ir, pure={1, 2}) == [[1, 2]]
+    (region,) = regions(ir, lambda i: STEP if i else None)
+    assert region.inputs == (0,) and "v0 = V[0]" in region.source
+    assert _regions(ir, pure={0}) == []  # one node: nothing to gain
+
+
+# --- the core ----------------------------------------------------------------------------------
+
+
+def _cores() -> list[Any]:
+    import importlib
+
+    return [interp_py, importlib.import_module("aobc.runtime._interp")]
+
+
+@settings(max_examples=60)
+@given(seed=st.integers(0, 10_000), size=st.integers(2, 30))
+def test_complete_many_is_complete_in_order_on_both_cores(seed: int, size: int) -> None:
+    rng = random.Random(seed)
+    edges = sorted(
+        {(a, b) for b in range(1, size) for a in rng.sample(range(b), min(b, rng.randint(0, 2)))}
+    )
+    ir = lower(_wf(size, edges))
+    members = sorted(rng.sample(range(size), rng.randint(1, size)))
+    members = [m for m in ir.topo if m in members]
+    for core in _cores():
+        st, _ = core.start(ir)
+        ref, _ = interp_py.start(ir)
+        got = core.complete_many(st, members)
+        expected: list[int] = []
+        for m in members:
+            new, _ = interp_py.complete(ref, m, None)
+            expected.extend(new)
+        assert got == [j for j in expected if ref.status[j] == interp_py.READY]
+        assert list(st.status) == list(ref.status)
+        assert list(st.arrived) == list(ref.arrived)
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def _mixed() -> Workflow:
+    """Fusable chains around an effect, a condition with labelled edges and a join."""
+    return Workflow(
+        name="mixed",
+        nodes=(
+            FunctionNode(id="a", effect=Effect.PURE, fn="wf_functions:step"),
+            FunctionNode(id="b", effect=Effect.PURE, fn="wf_functions:step"),
+            FunctionNode(id="c", effect=Effect.PURE, fn="wf_functions:step"),
+            FunctionNode(id="rec", effect=Effect.EFFECTFUL, fn="wf_functions:inc"),
+            ConditionNode(id="big", effect=Effect.PURE, expr="c >= 3"),
+            FunctionNode(id="yes", effect=Effect.PURE, fn="wf_functions:step"),
+            FunctionNode(id="yes2", effect=Effect.PURE, fn="wf_functions:step"),
+            FunctionNode(id="no", effect=Effect.PURE, fn="wf_functions:step"),
+            JoinNode(id="j", effect=Effect.PURE, mode=JoinMode.ANY),
+            FunctionNode(id="e", effect=Effect.PURE, fn="wf_functions:step"),
+            FunctionNode(id="f", effect=Effect.PURE, fn="wf_functions:step"),
+        ),
+        edges=(
+            Edge(src="a", dst="b"),
+            Edge(src="b", dst="c"),
+            Edge(src="c", dst="rec"),
+            Edge(src="c", dst="big"),
+            Edge(src="big", dst="yes", label="true"),
+            Edge(src="yes", dst="yes2"),
+            Edge(src="big", dst="no", label="false"),
+            Edge(src="yes2", dst="j"),
+            Edge(src="no", dst="j"),
+            Edge(src="j", dst="e"),
+            Edge(src="rec", dst="f"),
+            Edge(src="e", dst="f"),
+        ),
+        outputs=(OutputDecl(name="out", expr="f"), OutputDecl(name="mid", expr="c")),
+    )
+
+
+def _run(harness: Harness, wf: Workflow, **options: Any) -> tuple[Any, list[tuple[str, Any]]]:
+    """Run `wf` on a fresh in-memory store (so no run reads another's memo)."""
+    stores = EmbeddedStores.memory()
+    options.setdefault("search_path", harness.engine().options.search_path)
+    engine = Engine(Stores(stores.events, stores.cas), EngineOptions(**options))
+    ir = lower(wf)
+
+    async def go() -> Any:
+        try:
+            return await engine.start(ir, {})
+        finally:
+            await engine.close()
+
+    result = asyncio.run(go())
+    events = stores.events.read(result.run_id)
+    return result, [(e.type, _scrub(e.data)) for e in events]
+
+
+def _scrub(data: dict[str, Any]) -> dict[str, Any]:
+    """Event data without what differs between any two runs (ids, keys, clocks)."""
+    return {k: v for k, v in data.items() if k not in ("key", "ticket", "version", "ir")}
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_a_fused_run_logs_what_an_unfused_run_logs(harness: Harness, mode: str) -> None:
+    wf = _mixed()
+    plain, plain_events = _run(harness, wf, mode=mode, fuse=False)
+    fused, fused_events = _run(harness, wf, mode=mode, fuse=True)
+    assert plain.status == fused.status == "succeeded"
+    assert fused.outputs == plain.outputs
+    assert sorted(map(repr, fused_events)) == sorted(map(repr, plain_events))
+    engine = harness.engine(mode=mode)
+    ir = lower(wf)
+    engine.store_ir(ir, "mixed")
+    fusion = engine.fusion(ir)
+    assert fusion is not None and fusion.count >= 2  # a, b, c and yes, yes2 (e, f: inputs)
+    if mode == "full":
+        # every node still has its own completion and output, fused or not
+        done = {d["node"] for t, d in fused_events if t == "node.succeeded"}
+        assert {"a", "b", "c", "yes", "yes2"} <= done
+
+
+def test_a_failing_member_is_named_as_without_fusion(harness: Harness) -> None:
+    wf = _wf(4, [(0, 1), (1, 2), (2, 3)], fns={2: "wf_functions:boom"})
+    for mode in ("fast", "full"):
+        plain, _ = _run(harness, wf, mode=mode, fuse=False)
+        fused, _ = _run(harness, wf, mode=mode, fuse=True)
+        assert plain.status == fused.status == "failed"
+        assert fused.error == plain.error and '"n2"' in (fused.error or "")
+
+
+def test_a_non_json_output_fails_the_node_in_full_fidelity(harness: Harness) -> None:
+    wf = _wf(3, [(0, 1), (1, 2)], fns={1: "wf_functions:not_json"})
+    plain, _ = _run(harness, wf, mode="full", fuse=False)
+    fused, _ = _run(harness, wf, mode="full", fuse=True)
+    assert plain.status == fused.status == "failed"
+    assert fused.error == plain.error
+
+
+def test_replay_freeze_of_a_fused_run(harness: Harness) -> None:
+    from aobc.runtime.replay import replay
+
+    wf = _wf(4, [(0, 1), (1, 2), (2, 3)], outputs=(OutputDecl(name="out", expr="n3"),))
+    engine = harness.engine(mode="full")
+    ir = lower(wf)
+
+    async def go() -> Any:
+        try:
+            first = await engine.start(ir, {})
+            again, _ = await replay(engine, first.run_id, "n2", "freeze")
+            return first, again
+        finally:
+            await engine.close()
+
+    first, again = asyncio.run(go())
+    assert first.status == again.status == "succeeded"
+    assert again.outputs == first.outputs
+    frozen = [d["node"] for d in harness.events(again.run_id, "node.succeeded") if d.get("frozen")]
+    assert sorted(frozen) == ["n0", "n1"]
+
+
+def test_fusion_is_per_ir_and_cached(harness: Harness) -> None:
+    wf = _wf(3, [(0, 1), (1, 2)])
+    ir = lower(wf)
+    stores = EmbeddedStores.memory()
+    engine = Engine(Stores(stores.events, stores.cas), EngineOptions(mode="fast"))
+    engine.store_ir(ir, "w")
+    assert engine.fusion(ir) is engine.fusion(ir)
+    off = Engine(Stores(stores.events, stores.cas), EngineOptions(mode="fast", fuse=False))
+    assert off.fusion(ir) is None
+
+
+# --- translation validation ---------------------------------------------------------------------
+
+
+@st.composite
+def fusable_workflows(draw: st.DrawFn) -> Workflow:
+    """Mostly pure functions (some failing), with effects, conditions and joins between."""
+    n = draw(st.integers(3, 14))
+    nodes: list[Any] = []
+    edges: list[Edge] = []
+    for i in range(n):
+        kind = draw(st.sampled_from(["pure"] * 6 + ["effect", "cond", "join", "fail"]))
+        nid = f"n{i}"
+        preds = (
+            sorted(draw(st.sets(st.integers(0, i - 1), min_size=1, max_size=min(i, 2))))
+            if i
+            else []
+        )
+        if kind == "cond" and i:
+            # A condition reads its last predecessor: verify refuses reading a node that is
+            # not upstream, whose value would depend on timing.
+            nodes.append(ConditionNode(id=nid, effect=Effect.PURE, expr=f"n{preds[-1]}.n > 4"))
+        elif kind == "join" and i > 1:
+            nodes.append(JoinNode(id=nid, effect=Effect.PURE, mode=JoinMode.ALL))
+        else:
+            fn = {"effect": "w.sink:put", "fail": "w.fail:f"}.get(kind, f"w.f{i % 3}:g")
+            effect = Effect.EFFECTFUL if kind == "effect" else Effect.PURE
+            nodes.append(FunctionNode(id=nid, effect=effect, fn=fn))
+        for p in preds:
+            src = nodes[p]
+            label = None
+            if isinstance(src, ConditionNode):
+                label = draw(st.sampled_from(["true", "false"]))
+            edges.append(Edge(src=f"n{p}", dst=nid, label=label))
+    last = nodes[-1].id
+    return Workflow(
+        name="g", nodes=tuple(nodes), edges=tuple(edges), outputs=(OutputDecl(name="o", expr=last),)
+    )
+
+
+@settings(max_examples=80)
+@given(wf=fusable_workflows())
+def test_fusion_refines_node_by_node_execution(wf: Workflow) -> None:
+    assert PassPipeline.parse("verify").run(Overlay(wf)).ok  # a workflow aobc would compile
+    assert check_fusion(wf, seeds=2) is None
+
+
+def test_the_generated_workflows_are_mostly_fused() -> None:
+    # So that the property above is not vacuous: most generated workflows have a region.
+    from aobc.runtime.stores.memory import MemoryCAS, MemoryEventLog
+    from aobc.tv.harness import _WorldEngine
+    from aobc.tv.world import World
+
+    fired = 0
+    for seed in range(40):
+        wf = _draw(seed)
+        engine = _WorldEngine(Stores(MemoryEventLog(), MemoryCAS()), World(0), inline=True)
+        ir = lower(wf)
+        engine.store_ir(ir, "g")
+        fired += engine.fusion(ir) is not None
+    assert fired >= 25
+
+
+def _draw(seed: int) -> Workflow:
+    """A workflow shaped like `fusable_workflows` draws (no conditions), from a seed."""
+    rng = random.Random(seed)
+    n = rng.randint(3, 14)
+    nodes: list[Any] = []
+    edges: list[Edge] = []
+    for i in range(n):
+        kind = rng.choice(["pure"] * 6 + ["effect", "join"])
+        nid = f"n{i}"
+        if kind == "join" and i > 1:
+            nodes.append(JoinNode(id=nid, effect=Effect.PURE, mode=JoinMode.ALL))
+        else:
+            effect = Effect.EFFECTFUL if kind == "effect" else Effect.PURE
+            nodes.append(FunctionNode(id=nid, effect=effect, fn=f"w.f{i % 3}:g"))
+        if i:
+            for p in sorted(rng.sample(range(i), min(i, rng.randint(1, 2)))):
+                edges.append(Edge(src=f"n{p}", dst=nid))
+    return Workflow(name="g", nodes=tuple(nodes), edges=tuple(edges))
