@@ -130,4 +130,11 @@ BAD_REQUEST: Final = _c("bad-request", "the request body or parameters are malfo
 SERVER_UNREACHABLE: Final = _c("server-unreachable", "the control plane did not answer", "api")
 SERVER_ERROR: Final = _c("server-error", "the control plane failed on a request", "api")
 
+# --- distributed stores (Postgres, Kafka, S3, Redis) -------------------------------------
+STORE_CONFIG: Final = _c("store-config", "a store connection URL or setting is invalid", "store")
+STORE_UNAVAILABLE: Final = _c(
+    "store-unavailable", "a store did not answer within its retry budget", "store"
+)
+STORE_REFUSED: Final = _c("store-refused", "a store refused a request it cannot retry", "store")
+
 INTERNAL: Final = _c("internal-error", "aobc itself failed; please report it", "internal")

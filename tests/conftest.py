@@ -11,6 +11,9 @@ from hypothesis import HealthCheck, settings
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
+# Real servers for the integration tests: the `servers`, `kafka_url`... fixtures.
+pytest_plugins = ["aobc.testing.pytest_services"]
+
 # CI runs derandomized with no deadline: a test that passes once passes every time, and a
 # slow shared machine never turns into a flaky failure.
 settings.register_profile(

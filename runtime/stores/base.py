@@ -16,6 +16,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from aobc import errorcodes
+from aobc.errorcodes import ErrorCode
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -60,6 +63,27 @@ class RunRecord:
 class Conflict(Exception):
     """An append raced another writer (the expected sequence number was taken), or a new
     run's id is already taken."""
+
+
+class StoreError(RuntimeError):
+    """A distributed store failed in a way its caller should report, with a stable `code`
+    (aobc.errorcodes) for tools and logs."""
+
+    code: ErrorCode = errorcodes.STORE_REFUSED
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}  [{self.code}]"
+
+
+class StoreUnavailable(StoreError):
+    """A store did not answer within its retry budget (an outage, not a bad request)."""
+
+    code = errorcodes.STORE_UNAVAILABLE
 
 
 class CorruptObject(KeyError):

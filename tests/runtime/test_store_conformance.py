@@ -1,10 +1,12 @@
 """The store conformance suite: every backend of `aobc.runtime.stores` must pass it.
 
-Each test takes the `stores` fixture, which is parametrized over `BACKENDS`. A new backend
-(the distributed one: Postgres, S3, Kafka, Redis) is one more entry in that table, with the
-capabilities it has; a test that needs a capability runs only on the backends that have it. A few
-tests at the end check what only one backend has (on-disk corruption, SQLite triggers and
-migrations, the in-memory bus's buffers and the in-memory cache's LRU).
+Each test takes the `stores` fixture, which is parametrized over `BACKENDS`: the embedded ones
+(SQLite and a directory; memory) and the distributed one (Postgres, S3, Kafka, Redis on real
+servers, marked `integration`; each test gets its own Postgres schema, key prefixes and
+topics). A backend is one entry in that table, with the capabilities it has; a test that needs a
+capability runs only on the backends that have it. A few tests at the end check what only one
+backend has (on-disk corruption, SQLite triggers and migrations, the in-memory bus's buffers and
+the in-memory cache's LRU).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import asyncio
 import hashlib
 import sqlite3
 import threading
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +36,9 @@ from aobc.runtime.stores.base import (
     EventLog,
     RunRecord,
 )
+from aobc.runtime.stores.config import RedisLocation
 from aobc.runtime.stores.embedded import EmbeddedStores, default_store_dir
+from aobc.runtime.stores.kafka import KafkaBus, KafkaSettings
 from aobc.runtime.stores.localcas import LocalCAS
 from aobc.runtime.stores.memory import (
     MemoryBus,
@@ -40,6 +46,9 @@ from aobc.runtime.stores.memory import (
     MemoryCAS,
     MemoryEventLog,
 )
+from aobc.runtime.stores.postgres import PostgresEventLog
+from aobc.runtime.stores.redis import RedisCache
+from aobc.runtime.stores.s3 import S3CAS
 from aobc.runtime.stores.sqlite import SchemaVersionError, SqliteEventLog
 
 # -- backends ---------------------------------------------------------------------------------
@@ -76,14 +85,17 @@ class Stores:
 class Backend:
     """How to open a backend in a fresh temporary directory, and what it can do."""
 
-    open: Callable[[Path, FakeClock], Stores]
+    open: Callable[[Path, FakeClock, pytest.FixtureRequest], Stores]
     durable: bool  # data survives close + reopen
     fake_clock: bool  # the cache's TTLs run on the injected clock
     cache_evicts_lru: bool  # the cache is a bounded LRU, size given below
     cache_entries: int = 3
+    servers: bool = False  # needs real servers: the tests are marked `integration`
 
 
-def _open_sqlite(directory: Path, clock: FakeClock) -> Stores:
+def _open_sqlite(
+    directory: Path, clock: FakeClock, _: pytest.FixtureRequest | None = None
+) -> Stores:
     embedded = EmbeddedStores.open(directory)
     cache = MemoryCache(BACKENDS["sqlite"].cache_entries, clock=clock)
     return Stores(
@@ -98,7 +110,7 @@ def _open_sqlite(directory: Path, clock: FakeClock) -> Stores:
     )
 
 
-def _open_memory(directory: Path, clock: FakeClock) -> Stores:
+def _open_memory(directory: Path, clock: FakeClock, _: pytest.FixtureRequest) -> Stores:
     embedded = EmbeddedStores.memory()
     cache = MemoryCache(BACKENDS["memory"].cache_entries, clock=clock)
     return Stores(
@@ -113,27 +125,82 @@ def _open_memory(directory: Path, clock: FakeClock) -> Stores:
     )
 
 
+@pytest.fixture(scope="session")
+def shared_s3_cas(s3_url: str) -> Iterator[S3CAS]:
+    cas = S3CAS(s3_url)
+    yield cas
+    cas.close()
+
+
+def _open_distributed(directory: Path, clock: FakeClock, request: pytest.FixtureRequest) -> Stores:
+    """Postgres, S3, Kafka and Redis, isolated from other tests by a name of their own: a
+    Postgres schema, an S3 key prefix, a topic and group prefix, a cache key prefix."""
+    urls = {
+        kind: request.getfixturevalue(f"{kind}_url")
+        for kind in ("postgres", "kafka", "s3", "redis")
+    }
+    shared_cas: S3CAS = request.getfixturevalue("shared_s3_cas")
+    name = f"t{uuid.uuid4().hex[:12]}"
+
+    def open_all() -> Stores:
+        events = PostgresEventLog(urls["postgres"], schema=name)
+        cas = shared_cas.child(name)  # a boto3 client takes 0.1-0.3 s to make
+        bus = KafkaBus(
+            KafkaSettings(
+                urls["kafka"].removeprefix("kafka://"),
+                prefix=f"{name}.",
+                default_partitions=6,
+                session_timeout_ms=1000,  # Tansu joins a group after half of it
+                heartbeat_interval_ms=200,
+            )
+        )
+        cache = RedisCache(RedisLocation(urls["redis"], prefix=f"{name}:"))
+
+        def close() -> None:
+            bus.close()
+            events.close()
+            cache.close()
+
+        return Stores("distributed", events, cas, bus, cache, clock, open_all, close)
+
+    def drop_schema() -> None:
+        with PostgresEventLog(urls["postgres"], schema=name, migrate=False) as log:
+            log._conn().execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+    request.addfinalizer(drop_schema)
+    return open_all()
+
+
 BACKENDS: dict[str, Backend] = {
     "sqlite": Backend(_open_sqlite, durable=True, fake_clock=True, cache_evicts_lru=True),
     "memory": Backend(_open_memory, durable=False, fake_clock=True, cache_evicts_lru=True),
-    # "distributed": Backend(_open_distributed, durable=True, fake_clock=False, ...),
+    "distributed": Backend(
+        _open_distributed, durable=True, fake_clock=False, cache_evicts_lru=False, servers=True
+    ),
 }
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+def _params(names: list[str]) -> list[Any]:
+    return [
+        pytest.param(name, marks=pytest.mark.integration) if BACKENDS[name].servers else name
+        for name in names
+    ]
+
+
+@pytest.fixture(params=_params(sorted(BACKENDS)))
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
-    opened = BACKENDS[request.param].open(tmp_path, FakeClock())
+    opened = BACKENDS[request.param].open(tmp_path, FakeClock(), request)
     try:
         yield opened
     finally:
         opened.close()
 
 
-def backends_with(capability: str) -> pytest.MarkDecorator:
-    """Run a test only on the backends that have `capability` (no skips: the rest are not
-    collected, so a skipped test can never hide a missing one)."""
-    names = sorted(name for name, b in BACKENDS.items() if getattr(b, capability))
-    return pytest.mark.parametrize("stores", names, indirect=True)
+def backends_with(capability: str, value: bool = True) -> pytest.MarkDecorator:
+    """Run a test only on the backends whose `capability` is `value` (no skips: the rest are
+    not collected, so a skipped test can never hide a missing one)."""
+    names = sorted(name for name, b in BACKENDS.items() if getattr(b, capability) == value)
+    return pytest.mark.parametrize("stores", _params(names), indirect=True)
 
 
 def record(run_id: str, **fields: Any) -> RunRecord:
@@ -559,6 +626,21 @@ def test_cache_ttl_expires_on_the_clock(stores: Stores) -> None:
     assert cache.get("short") == b"again"
 
 
+@backends_with("fake_clock", False)
+def test_cache_ttl_expires_in_real_time(stores: Stores) -> None:
+    cache = stores.cache
+    cache.set("short", b"s", ttl=0.3)
+    cache.set("forever", b"f")
+    assert cache.get("short") == b"s"
+    deadline = time.monotonic() + TIMEOUT
+    while cache.get("short") is not None:  # expiry is the server's: poll for it
+        assert time.monotonic() < deadline, "the entry never expired"
+        time.sleep(0.05)
+    assert cache.get("forever") == b"f"
+    cache.set("gone", b"g", ttl=0)  # a non-positive TTL expires at once
+    assert cache.get("gone") is None
+
+
 @backends_with("cache_evicts_lru")
 def test_cache_evicts_least_recently_used(stores: Stores) -> None:
     cache, size = stores.cache, BACKENDS[stores.backend].cache_entries
@@ -637,7 +719,11 @@ def test_bus_group_members_share_messages_and_keys_stay_together(stores: Stores)
             holders = [part for part in got if any(m["key"] == key for m in part)]
             assert len(holders) == 1
             assert [m["i"] for m in holders[0] if m["key"] == key] == [0, 1, 2, 3]
-        assert await take(audit, len(sent)) == sent  # and the other group got them all
+        # And the other group got them all, each key's in order (Kafka orders per partition).
+        audited = await take(audit, len(sent))
+        for key in keys:
+            assert [m for m in audited if m["key"] == key] == [m for m in sent if m["key"] == key]
+        assert len(audited) == len(sent)
 
     asyncio.run(main())
 
