@@ -9,16 +9,16 @@ Before (the vision's example: fetch_B waits for parse_A without reading it):
     fetch_A -> parse_A -> fetch_B -> parse_B -> merge
 
 After:
-    batch_fetch_A = http BATCH "https://api.example.com" {
+    batch_fetch_A_B = http BATCH "https://api.example.com" {
       effect: idempotent
       requests: [{ method: "GET", url: "https://api.example.com/a" },
                  { method: "GET", url: "https://api.example.com/b" }]
     }
-    parse_A = function "m:parse" { effect: pure, args: { page: batch_fetch_A[0].body } }
-    parse_B = function "m:parse" { effect: pure, args: { page: batch_fetch_A[1].body } }
+    parse_A = function "m:parse" { effect: pure, args: { page: batch_fetch_A_B[0].body } }
+    parse_B = function "m:parse" { effect: pure, args: { page: batch_fetch_A_B[1].body } }
     merge   = ...
-    batch_fetch_A -> parse_A -> merge
-    batch_fetch_A -> parse_B -> merge
+    batch_fetch_A_B -> parse_A -> merge
+    batch_fetch_A_B -> parse_B -> merge
 
 The batch's output is the list of its responses in order, so every read of member k becomes
 a read of `batch[k]`, and the members' edges now leave (and enter) the batch; two members'
@@ -428,10 +428,19 @@ def plan_batch(members: Sequence[str], batch: str, facts: _Facts) -> _Plan:
 # --- doing it ---------------------------------------------------------------------------
 
 
-def batch_id(wf: Workflow, first: str) -> str:
-    """`batch_<first member>`, numbered when that id is taken."""
+def batch_id(wf: Workflow, members: Sequence[str]) -> str:
+    """`batch_` and the members' ids, their shared prefix written once (`fetch_A` and
+    `fetch_B` give `batch_fetch_A_B_B`), numbered when that id is taken. Long member lists
+    keep only the first id (`batch_fetch_A_B_and_11`)."""
     taken = {n.id for n in wf.nodes}
-    base = f"batch_{first}"
+    first = members[0]
+    cut = len(first)
+    for m in members[1:]:
+        cut = min(cut, next((i for i, (a, b) in enumerate(zip(first, m)) if a != b), len(m)))
+    prefix = first[: first.rfind("_", 0, cut) + 1] if cut < len(first) else ""
+    base = "batch_" + prefix + "_".join(m[len(prefix) :] for m in members)
+    if len(base) > 48:
+        base = f"batch_{first}_and_{len(members) - 1}"
     nid, k = base, 2
     while nid in taken:
         nid, k = f"{base}_{k}", k + 1
@@ -557,7 +566,7 @@ class CoalesceHttpPass(Pass):
                     if len(batch) == self.max_batch:
                         break
                     try:
-                        plan = plan_batch([*batch, c.id], batch_id(facts.wf, seed.id), facts)
+                        plan = plan_batch([*batch, c.id], batch_id(facts.wf, [*batch, c.id]), facts)
                     except Refused as why:
                         refusals[c.id] = why
                         if len(batch) == 1:

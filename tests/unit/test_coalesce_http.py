@@ -65,7 +65,7 @@ workflow vision {{
 
 def test_the_vision_example_becomes_one_batch_feeding_parallel_parses() -> None:
     wf, out, ctx = run(VISION)
-    batch = out.node("batch_fetch_A")
+    batch = out.node("batch_fetch_A_B")
     assert isinstance(batch, HttpNode)
     assert batch.method == "BATCH"
     assert batch.url == "https://api.example.com"
@@ -73,11 +73,11 @@ def test_the_vision_example_becomes_one_batch_feeding_parallel_parses() -> None:
         "https://api.example.com/a",
         "https://api.example.com/b",
     ]
-    assert {n.id for n in out.nodes} == {"batch_fetch_A", "parse_A", "parse_B", "merge"}
+    assert {n.id for n in out.nodes} == {"batch_fetch_A_B", "parse_A", "parse_B", "merge"}
     # parse_A and parse_B both wait for the batch only, so they run in parallel.
     assert edges(out) == {
-        ("batch_fetch_A", "parse_A"),
-        ("batch_fetch_A", "parse_B"),
+        ("batch_fetch_A_B", "parse_A"),
+        ("batch_fetch_A_B", "parse_B"),
         ("parse_A", "merge"),
         ("parse_B", "merge"),
     }
@@ -90,7 +90,7 @@ def test_the_vision_example_file_coalesces_and_refines() -> None:
     wf = load(EXAMPLES / "vision_coalesce.aob").workflow
     result = PassPipeline.parse("verify,coalesce-http,verify").run(Overlay(wf))
     assert result.ok
-    assert [n.id for n in result.workflow.nodes] == ["batch_fetch_A", "parse_A", "parse_B", "merge"]
+    assert [n.id for n in result.workflow.nodes] == ["batch_fetch_A_B", "parse_A", "parse_B", "merge"]
     assert validate(wf, "coalesce-http", seeds=4) is None
 
 
@@ -108,11 +108,11 @@ def test_reads_guards_and_outputs_read_the_batch_element() -> None:
         """
     )
     text = to_document(out)
-    assert text["outputs"] == {"first": "batch_a[0].body"}
-    assert text["nodes"][1]["args"] == {"x": "${batch_a[0].body.n}", "y": "n=${batch_a[1].status}"}
+    assert text["outputs"] == {"first": "batch_a_b[0].body"}
+    assert text["nodes"][1]["args"] == {"x": "${batch_a_b[0].body.n}", "y": "n=${batch_a_b[1].status}"}
     # `use` ran only when both edges were taken: the one merged edge carries both guards.
     assert text["edges"] == [
-        {"from": "batch_a", "to": "use", "when": "batch_a[0].ok and batch_a[1].status == 200"}
+        {"from": "batch_a_b", "to": "use", "when": "batch_a_b[0].ok and batch_a_b[1].status == 200"}
     ]
 
 
@@ -145,9 +145,9 @@ def test_effects_keep_their_order_through_an_added_edge() -> None:
 
 def test_batch_ids_do_not_collide() -> None:
     _, out, _ = run(
-        f'workflow w {{ a = {get("a")}  b = {get("b")}  batch_a = function "m:f" {{ effect: pure }} }}'
+        f'workflow w {{ a = {get("a")}  b = {get("b")}  batch_a_b = function "m:f" {{ effect: pure }} }}'
     )
-    assert {n.id for n in out.nodes} == {"batch_a", "batch_a_2"}
+    assert {n.id for n in out.nodes} == {"batch_a_b", "batch_a_b_2"}
 
 
 def test_max_batch_splits_and_must_be_at_least_two() -> None:
@@ -386,7 +386,7 @@ def test_work_after_an_approval_stays_after_it() -> None:
         }}
         """
     )
-    assert edges(out) == {("ok", "batch_a")}
+    assert edges(out) == {("ok", "batch_a_b")}
     assert validate(wf, "coalesce-http") is None
 
 
