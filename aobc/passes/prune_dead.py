@@ -70,14 +70,15 @@ def unread(
 
 def else_anchors(graph: Graph, removing: set[str]) -> dict[str, tuple[str, str]]:
     """Nodes of `removing` that must stay so that an `else` edge keeps its meaning, each with
-    (condition, label): for every condition that stays and has an `else` edge, and every
+    (condition, label): for every condition that stays with an `else` edge that stays, and every
     other label it may select, the first target when all of that label's edges would go."""
     out: dict[str, tuple[str, str]] = {}
     for sid, node in graph.nodes.items():
         if sid in removing or not isinstance(node, ConditionNode):
             continue
         edges = graph.succs[sid]
-        if not any(e.label == ELSE_LABEL for e in edges):
+        # An `else` edge whose target goes too goes with it: then there is nothing to keep.
+        if not any(e.label == ELSE_LABEL and e.dst not in removing for e in edges):
             continue
         by_label: dict[str, list[str]] = {}
         for e in edges:
