@@ -1,5 +1,5 @@
 # Convenience targets; ./dev is the entry point and works without make.
-.PHONY: help setup demo test test-fast test-pure lint type golden bench clean
+.PHONY: help setup demo test test-fast test-pure lint type golden bench bench-phases clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,8 +29,11 @@ type:  ## mypy --strict (on the link tree, where runtime/ is aobc.runtime)
 golden:  ## rewrite golden files from the current output (review the diff!)
 	.venv/bin/pytest tests/golden --update-goldens -q
 
-bench:  ## benchmarks, one table
+bench:  ## benchmarks against LangGraph, Dask and Hamilton (in .venv-bench), one table
 	./dev bench
+
+bench-phases:  ## pytest-benchmark suites of the compile and runtime phases
+	./dev bench --phases
 
 clean:  ## remove build outputs
 	rm -rf build dist out .pytest_cache .mypy_cache .ruff_cache

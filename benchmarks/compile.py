@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -53,17 +54,18 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
-def rows() -> list[tuple[str, float, str]]:
+def rows(*, quick: bool = False) -> list[tuple[str, float, str]]:
     out = []
-    for n, repeat in ((1_000, 7), (10_000, 3)):
+    sizes = ((1_000, 1),) if quick else ((1_000, 7), (10_000, 3))
+    for n, repeat in sizes:
         js, dsl = json_text(n), dsl_text(n)
-        t_json = best_of(lambda js=js: compile_text(js, "bench.json"), repeat)
-        t_dsl = best_of(lambda dsl=dsl: compile_text(dsl, "bench.aob"), repeat)
+        t_json = best_of(functools.partial(compile_text, js, "bench.json"), repeat)
+        t_dsl = best_of(functools.partial(compile_text, dsl, "bench.aob"), repeat)
         out.append((f"compile {n:,} nodes from JSON", t_json, f"{t_json / n * 1e6:.1f} us/node"))
         out.append((f"compile {n:,} nodes from DSL", t_dsl, f"{t_dsl / n * 1e6:.1f} us/node"))
     rec = Recompile(1_000)
-    t_rec = best_of(rec, 30)
-    t_full = best_of(lambda: compile_text(json_text(1_000), "bench.json"), 7)
+    t_rec = best_of(rec, 3 if quick else 30)
+    t_full = best_of(lambda: compile_text(json_text(1_000), "bench.json"), 1 if quick else 7)
     out.append(
         (
             "one-op patch + recompile, 1,000 nodes",
