@@ -1,5 +1,5 @@
 # Convenience targets; ./dev is the entry point and works without make.
-.PHONY: help setup demo test test-fast test-pure lint type golden bench bench-phases clean
+.PHONY: help setup demo test test-fast test-pure lint type golden bench bench-phases wasm wasm-check clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,6 +34,12 @@ bench:  ## benchmarks against LangGraph, Dask and Hamilton (in .venv-bench), one
 
 bench-phases:  ## pytest-benchmark suites of the compile and runtime phases
 	./dev bench --phases
+
+wasm:  ## rebuild the packaged WebAssembly passes from wasm_passes/src (needs the wasm-build extra)
+	.venv/bin/python -m aobc.wasm_passes.build
+
+wasm-check:  ## rebuild them elsewhere and check the shipped .wasm match byte for byte
+	.venv/bin/python -m aobc.wasm_passes.build --check
 
 clean:  ## remove build outputs
 	rm -rf build dist out .pytest_cache .mypy_cache .ruff_cache

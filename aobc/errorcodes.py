@@ -112,6 +112,28 @@ PASS_OPTION: Final = _c("pass-option", "a pass option is unknown or has a bad va
 DUPLICATE_PASS: Final = _c("duplicate-pass", "two passes are registered under one name", "pass")
 PASS_FAILED: Final = _c("pass-failed", "a pass raised an error or broke the workflow", "pass")
 
+# --- WebAssembly pass plugins (aobc.wasm) ----------------------------------------------
+WASM_LOAD: Final = _c("wasm-load", "a pass plugin cannot be read or compiled", "plugin")
+WASM_ABI: Final = _c(
+    "wasm-abi", "a pass plugin does not implement the aobc-pass-v1 ABI it must", "plugin"
+)
+WASM_TRAP: Final = _c("wasm-trap", "a pass plugin trapped", "plugin")
+WASM_FUEL: Final = _c("wasm-fuel", "a pass plugin ran out of fuel", "plugin")
+WASM_TIMEOUT: Final = _c("wasm-timeout", "a pass plugin ran past its wall-time deadline", "plugin")
+WASM_MEMORY: Final = _c("wasm-memory", "a pass plugin needed more memory than its cap", "plugin")
+WASM_OUTPUT: Final = _c(
+    "wasm-output", "a pass plugin's output is too large, not JSON or not the ABI's shape", "plugin"
+)
+WASM_ERROR: Final = _c("wasm-error", "a pass plugin reported an error", "plugin")
+WASM_PATCH: Final = _c(
+    "wasm-patch", "a pass plugin's patch was refused by the validator or the verifier", "plugin"
+)
+WASM_EFFECT: Final = _c(
+    "wasm-effect",
+    "a pass plugin's patch removes or weakens an effectful node that can run",
+    "plugin",
+)
+
 # --- backend -------------------------------------------------------------------------
 IR_FORMAT: Final = _c("ir-format", "a file is not an aobc IR file", "backend")
 IR_VERSION: Final = _c("ir-version", "an IR file has an unsupported format version", "backend")

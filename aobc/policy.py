@@ -16,6 +16,13 @@ A policy file is TOML or JSON:
 
     [ssrf]
     allow_hosts = ["127.0.0.1:8080", "*.svc.cluster.local", "10.0.0.0/8"]
+
+    [plugins]                  # WebAssembly pass plugins (a pipeline option overrides these)
+    fuel = 20000000000         # deterministic work budget per call
+    timeout_ms = 10000         # wall time per call
+    memory_mb = 512            # linear memory cap
+    output_kb = 65536          # output size cap
+    on_error = "fail"          # or "warn": go on without the failing plugin's patch
 """
 
 from __future__ import annotations
@@ -50,10 +57,22 @@ class AgentBudget:
 
 
 @dataclass(frozen=True, slots=True)
+class PluginPolicy:
+    """Defaults for WebAssembly pass plugins, and what a failing plugin does to a compile."""
+
+    fuel: int = 20_000_000_000
+    timeout_ms: int = 10_000
+    memory_mb: int = 512
+    output_kb: int = 65_536
+    on_error: str = "fail"  # "fail" the compile, or "warn" and go on without the patch
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     limits: Limits = field(default_factory=Limits)
     agents: AgentBudget = field(default_factory=AgentBudget)
     ssrf: SsrfPolicy = field(default_factory=SsrfPolicy)
+    plugins: PluginPolicy = field(default_factory=PluginPolicy)
 
     @staticmethod
     def load(path: str | Path) -> Policy:
@@ -84,7 +103,7 @@ class Policy:
 
         if not isinstance(raw, dict):
             raise fail("a policy must be an object", "")
-        unknown = set(raw) - {"limits", "agents", "ssrf"}
+        unknown = set(raw) - {"limits", "agents", "ssrf", "plugins"}
         if unknown:
             raise fail(f'unknown policy section "{sorted(unknown)[0]}"', f"/{sorted(unknown)[0]}")
         limits = _section(Limits(), raw.get("limits", {}), "/limits", fail)
@@ -93,7 +112,8 @@ class Policy:
             ssrf = SsrfPolicy.from_json(raw.get("ssrf", {}))
         except ValueError as err:
             raise fail(str(err), "/ssrf") from None
-        return Policy(limits=limits, agents=agents, ssrf=ssrf)
+        plugins = _plugins(raw.get("plugins", {}), fail)
+        return Policy(limits=limits, agents=agents, ssrf=ssrf, plugins=plugins)
 
 
 def _section(default: Any, raw: Any, ptr: str, fail: Any) -> Any:
@@ -106,6 +126,17 @@ def _section(default: Any, raw: Any, ptr: str, fail: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise fail(f"{ptr[1:]}.{key} must be a non-negative integer", f"{ptr}/{key}")
     return replace(default, **raw)
+
+
+def _plugins(raw: Any, fail: Any) -> PluginPolicy:
+    if not isinstance(raw, dict):
+        raise fail("plugins must be a table", "/plugins")
+    on_error = raw.get("on_error", "fail")
+    if on_error not in ("fail", "warn"):
+        raise fail('plugins.on_error must be "fail" or "warn"', "/plugins/on_error")
+    numbers = {k: v for k, v in raw.items() if k != "on_error"}
+    section: PluginPolicy = _section(PluginPolicy(), numbers, "/plugins", fail)
+    return replace(section, on_error=on_error)
 
 
 DEFAULT_POLICY = Policy()

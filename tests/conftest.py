@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,14 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, max_examples=50)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # WebAssembly pass plugins are compiled once and cached on disk (aobc.wasm.cache); the
+    # tests keep that cache in a temporary directory, never in the user's ~/.cache.
+    if "AOBC_WASM_CACHE" not in os.environ:
+        os.environ["AOBC_WASM_CACHE"] = tempfile.mkdtemp(prefix="aobc-test-wasm-cache-")
+        config.add_cleanup(lambda: shutil.rmtree(os.environ.pop("AOBC_WASM_CACHE"), True))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,18 @@ def test_wheel_installs_into_a_fresh_venv_and_finds_its_grammar(tmp_path: Path) 
     )
     assert probe.returncode == 0, probe.stderr
     assert str(env_dir) in probe.stdout
+    # The packaged WebAssembly passes and the pass kit's files ship, so neither running the
+    # plugins nor `aobc pass new` needs a checkout or a toolchain.
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for shipped in (
+        "aobc/wasm_passes/prune_dead.wasm",
+        "aobc/wasm_passes/cse.wasm",
+        "aobc/wasm_passes/ABI.md",
+        "aobc/wasm_passes/src/aobc_pass.zig",
+        "aobc/wasm_passes/src/aobc_pass.h",
+        "aobc/kit/templates/zig/src/__ident__.zig.tmpl",
+        "aobc/kit/templates/c/src/__ident__.c.tmpl",
+        "aobc/kit/templates/python/src/__ident__/__init__.py.tmpl",
+        "aobc/kit/templates/python/tests/__ident__.test.tmpl",
+    ):
+        assert shipped in names, shipped

@@ -19,6 +19,7 @@ from typing import Final
 from aobc import __version__
 from aobc import errorcodes as ec
 from aobc.cli.common import Reporter
+from aobc.cli.plugins import add_plugin_flag, plugin_scope, takes_passes
 from aobc.diagnostics import Diagnostic
 from aobc.errors import AobcError
 
@@ -31,6 +32,7 @@ COMMANDS: Final = {
     "show": ("aobc.cli.show", "print a compiled .aobir file as text"),
     "patch": ("aobc.cli.patch", "apply or diff RFC 6902 JSON patches"),
     "passes": ("aobc.cli.list_passes", "list the registered passes and their options"),
+    "pass": ("aobc.cli.pass_cmd", "write your own pass: new, build and test one (docs/plugins.md)"),
     "verify-opt": (
         "aobc.cli.verify_opt",
         "check by running it that an optimization preserves behaviour",
@@ -69,7 +71,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             sub.add_parser(name, help=help_text, description=help_text)
         else:
             mod = importlib.import_module(module)
-            mod.register(sub.add_parser(name, help=help_text, description=help_text))
+            cmd = sub.add_parser(name, help=help_text, description=help_text)
+            mod.register(cmd)
+            if takes_passes(cmd):
+                add_plugin_flag(cmd)
     return parser
 
 
@@ -92,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         module = importlib.import_module(COMMANDS[args.command][0])
-        code: int = module.run(args, reporter)
+        with plugin_scope(args):
+            code: int = module.run(args, reporter)
         return code
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)

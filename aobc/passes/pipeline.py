@@ -202,6 +202,14 @@ def _build(
             )
         )
         return None
+    # A pass standing for many (`wasm{path=...}`) picks the class its options name first.
+    specialize = getattr(cls, "specialize", None)
+    if specialize is not None:
+        try:
+            cls = specialize(dict(item.options))
+        except PassError as err:
+            diags.extend(err.diagnostics)
+            return None
     opts = {o.name: o for o in pass_options(cls)}
     kwargs: dict[str, Any] = {}
     ok = True

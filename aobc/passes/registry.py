@@ -13,6 +13,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Final
@@ -31,6 +34,7 @@ _BUILTIN: Final[dict[str, str]] = {
     "coalesce-http": "aobc.passes.coalesce_http:CoalesceHttpPass",
     "pushdown-predicates": "aobc.passes.pushdown_predicates:PushdownPredicatesPass",
     "parallelize": "aobc.passes.parallelize:ParallelizePass",
+    "wasm": "aobc.passes.wasm:WasmPass",
 }
 
 ENTRY_POINT_GROUP: Final = "aobc.passes"
@@ -62,10 +66,24 @@ def _plugin_table() -> dict[str, str]:
 Target = str | type[Pass]
 
 
+#: Passes loaded for the duration of one command (`--pass-plugin FILE`), see `loaded_passes`.
+_LOADED: ContextVar[dict[str, Target] | None] = ContextVar("aobc_loaded_passes", default=None)
+
+
+@contextmanager
+def loaded_passes(extra: dict[str, Target]) -> Iterator[None]:
+    """Make `extra` available to every pipeline parsed inside the block (duplicates refused)."""
+    token = _LOADED.set({**(_LOADED.get() or {}), **extra})
+    try:
+        yield
+    finally:
+        _LOADED.reset(token)
+
+
 def available_passes(extra: dict[str, Target] | None = None) -> dict[str, Target]:
     """Every registered pass name and its `module:Class` target (or the class itself)."""
     table: dict[str, Target] = dict(_BUILTIN)
-    for name, target in {**_plugin_table(), **(extra or {})}.items():
+    for name, target in {**_plugin_table(), **(_LOADED.get() or {}), **(extra or {})}.items():
         if name in table and table[name] != target:
             raise PassError(
                 Diagnostic.error(ec.DUPLICATE_PASS, f'pass "{name}" is defined more than once')

@@ -1,0 +1,1 @@
+"""The pass-authoring kit: `aobc pass new|build|test` (docs/plugins.md)."""
