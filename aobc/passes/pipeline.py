@@ -160,27 +160,32 @@ class PassPipeline:
         return result
 
 
+def _max_iterations(item: FixpointSpec, diags: list[Diagnostic]) -> int:
+    max_it = DEFAULT_MAX_ITERATIONS
+    for key, raw in item.options:
+        if key != "max-iterations":
+            diags.append(
+                Diagnostic.error(
+                    ec.PASS_OPTION, f'fixpoint has no option "{key}"; it takes max-iterations'
+                )
+            )
+        elif not raw.isdigit() or int(raw) < 1:
+            diags.append(
+                Diagnostic.error(
+                    ec.PASS_OPTION, f"max-iterations must be a positive integer, not {raw!r}"
+                )
+            )
+        else:
+            max_it = int(raw)
+    return max_it
+
+
 def _build(
     item: Item, table: dict[str, Target], diags: list[Diagnostic]
 ) -> _Built | _BuiltGroup | None:
     if isinstance(item, FixpointSpec):
         children = tuple(_build(i, table, diags) for i in item.items)
-        max_it = DEFAULT_MAX_ITERATIONS
-        for key, raw in item.options:
-            if key != "max-iterations":
-                diags.append(
-                    Diagnostic.error(
-                        ec.PASS_OPTION, f'fixpoint has no option "{key}"; it takes max-iterations'
-                    )
-                )
-            elif not raw.isdigit() or int(raw) < 1:
-                diags.append(
-                    Diagnostic.error(
-                        ec.PASS_OPTION, f"max-iterations must be a positive integer, not {raw!r}"
-                    )
-                )
-            else:
-                max_it = int(raw)
+        max_it = _max_iterations(item, diags)
         return _BuiltGroup(item, tuple(c for c in children if c is not None), max_it)
     target = table.get(item.name)
     if target is None:
