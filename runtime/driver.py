@@ -437,8 +437,12 @@ class RunDriver:
             attempt = self.state.attempts.get(node_id, 0) + 1
             key = idempotency_key(self.state.run_id, node_id)
             self.emit("node.started", {"node": node_id, "attempt": attempt, "key": key})
-            # Write-ahead: the start of an effect is durable before the effect happens.
-            self.flush()
+            self.engine.nodes.starting(self, i, attempt)
+            # Write-ahead: the start of an effect is durable before the effect happens. (A
+            # remote executor's job leaves in the transaction of the loop's next flush, which
+            # is then soon enough: see NodeExecutors.batches_writes.)
+            if not self.engine.nodes.batches_writes:
+                self.flush()
         # The coroutine is made inside the task, so a task cancelled before it starts leaves
         # no never-awaited coroutine behind.
         task = asyncio.get_running_loop().create_task(self._guard(node_id, i))
@@ -486,7 +490,7 @@ class RunDriver:
             if extra:
                 data.update(extra)
             self.emit("node.succeeded", data)
-            if node.effect != E_PURE:
+            if node.effect != E_PURE and not self.engine.nodes.batches_writes:
                 self.flush()  # successors of an effect start only once it is durable
         else:
             # Fast path: a pure node's completion is not logged; a restart reruns it.

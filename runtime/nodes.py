@@ -67,8 +67,18 @@ def timeout_s(cfg: Mapping[str, Any]) -> float | None:
 
 
 class NodeExecutors:
+    #: True for an executor whose effects all leave through the event log's own
+    #: transactions (runtime/remote.py: jobs in the Postgres outbox): the driver may then
+    #: append a node's start and an effect's completion with the loop's next batch instead
+    #: of at once, because no effect can begin before that batch commits.
+    batches_writes: bool = False
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def starting(self, d: RunDriver, i: int, attempt: int) -> None:
+        """Called when node i's `node.started` is queued, before it is appended: a remote
+        executor queues the node's job to be written in the same transaction."""
 
     async def execute(self, d: RunDriver, i: int) -> Any:
         node = d.ir.nodes[i]

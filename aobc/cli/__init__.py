@@ -44,6 +44,10 @@ COMMANDS: Final = {
     "approve": ("aobc.cli.approve", "approve or reject a pending approval"),
     "replay": ("aobc.cli.replay", "re-execute a run from a node and report what diverged"),
     "serve": ("aobc.cli.serve", "serve the HTTP control plane (API, SSE timelines, metrics)"),
+    "deploy": ("aobc.cli.deploy", "register a compiled workflow with the distributed runtime"),
+    "start": ("aobc.cli.start", "start a run for the distributed runtime's coordinators"),
+    "coordinator": ("aobc.cli.coordinator", "drive runs on Kafka, Postgres, S3 and Redis"),
+    "worker": ("aobc.cli.worker", "run node jobs from Kafka for the coordinators"),
 }
 
 

@@ -143,8 +143,31 @@ def _v1(schema: sql.Composable) -> list[sql.Composable]:
     return [sql.SQL(statement).format(s=s) for statement in raw]
 
 
+def _v2(schema: sql.Composable) -> list[sql.Composable]:
+    """The distributed processes' tables (runtime/coordinator.py, runtime/worker.py)."""
+    raw: list[LiteralString] = [
+        # Which coordinator drives a run. Taking a lease bumps `epoch`; a coordinator's
+        # appends check its (owner, epoch) in their transaction, so one that lost its lease
+        # (paused, partitioned) can write nothing more: fencing without trusting clocks.
+        """CREATE TABLE {s}.run_leases (
+            run_id text PRIMARY KEY,
+            owner text NOT NULL,
+            epoch bigint NOT NULL,
+            expires double precision NOT NULL
+        )""",
+        # A job's result by its dedup key, written with the worker's inbox claim: a job
+        # delivered again (or issued again by a restarted coordinator) is answered from here.
+        """CREATE TABLE {s}.job_results (
+            key text PRIMARY KEY,
+            message text NOT NULL,
+            created double precision NOT NULL
+        )""",
+    ]
+    return [sql.SQL(statement).format(s=schema) for statement in raw]
+
+
 #: Schema version i + 1 is what MIGRATIONS[i] leaves behind. Append only.
-MIGRATIONS: list[Any] = [_v1]
+MIGRATIONS: list[Any] = [_v1, _v2]
 
 _RUN_COLUMNS: Final = (
     "run_id, workflow, ir_hash, status, created, updated, namespace, parent, idempotency_key,"
@@ -232,6 +255,11 @@ class PostgresTransaction:
     def send(self, topic: str, key: str | None, message: dict[str, Any]) -> None:
         """Publish `message` once this transaction commits (through the outbox)."""
         self._log._send(self._conn, [OutboundMessage(topic, key, message)])
+
+    def execute(self, query: LiteralString, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one more statement in this transaction; its rows (empty for none)."""
+        cursor = self._conn.execute(query, params)
+        return cursor.fetchall() if cursor.description is not None else []
 
     def claim(self, consumer: str, message_id: str) -> bool:
         """Record that `consumer` handles `message_id` here; False if it already did (a

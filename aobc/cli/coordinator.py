@@ -1,0 +1,55 @@
+"""`aobc coordinator`: drive runs on the distributed stores; their nodes run on workers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from aobc.cli.cluster import add_cluster_flags, kafka_for, serve_until_signalled, store_config
+from aobc.cli.common import Reporter, add_policy_flag, policy_from
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    add_cluster_flags(p, consumer=True)
+    add_policy_flag(p)
+    p.add_argument("--name", help="this coordinator's name; keep it across restarts (leases)")
+    p.add_argument("--lease-ttl", type=float, default=10.0, metavar="S", help="run lease length")
+    p.add_argument("--poll", type=float, default=1.0, metavar="S", help="look for runs this often")
+    p.add_argument(
+        "--priority", choices=("high", "medium", "low"), default="medium",
+        help="job priority for runs whose labels do not give one",
+    )  # fmt: skip
+    p.add_argument(
+        "--path", action="append", default=[], metavar="DIR", help="import functions from DIR"
+    )
+
+
+def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    from aobc.cli.cluster import store_errors
+    from aobc.runtime.coordinator import Coordinator, CoordinatorOptions
+    from aobc.runtime.engine import EngineOptions
+    from aobc.runtime.remote import RemoteOptions
+
+    config = store_config(args, "postgres", "kafka", "s3")
+    options = CoordinatorOptions(
+        lease_ttl=args.lease_ttl,
+        poll=args.poll,
+        remote=RemoteOptions(priority=args.priority),
+        engine=EngineOptions(policy=policy_from(args), search_path=args.path, poll_interval=0.5),
+    )
+    if args.name:
+        options.name = args.name
+    with store_errors():
+        coordinator = Coordinator(config, options, kafka_for(args, config))
+    try:
+        sys.stderr.write(f"coordinator {options.name} ready\n")
+        sys.stderr.flush()
+
+        async def main(stop: asyncio.Event) -> None:
+            await coordinator.serve(stop)
+
+        serve_until_signalled(main, args.verbose)
+    finally:
+        coordinator.close()
+    return 0

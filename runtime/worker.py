@@ -1,0 +1,318 @@
+"""`Worker`: takes node jobs from Kafka, runs them, and answers through the Postgres outbox.
+
+Workers scale in one consumer group (`PriorityConsumer.for_jobs`: high before medium and low,
+without starving them). For each job:
+
+1. if the job's key already has a recorded result (a duplicate delivery, or a job a restarted
+   coordinator is still waiting for), that result is sent again and nothing runs;
+2. else the node runs with the embedded executors' pieces (function resolution and calling,
+   retry policy and backoff, the HTTP client with its SSRF guard), its output goes to the CAS,
+   and one transaction claims the key in the inbox, records the result and queues the
+   `node.results` message in the outbox. A racing duplicate that lost the claim sends the
+   winner's result instead;
+3. only then is the Kafka offset committed (`ack`).
+
+A worker killed mid-job never acknowledged it, so Kafka delivers it again to another member,
+which runs it with the same idempotency key. SIGTERM (`stop`): take no more jobs, give the
+running ones `drain_timeout` seconds to finish, and hand back the rest (not acknowledged, so
+redelivered when this member leaves the group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from aobc.backend.aobir import decode
+from aobc.canonical import canonical_bytes
+from aobc.runtime.coordinator import RELAY_IDLE_WAIT
+from aobc.runtime.driver import NodeFailure
+from aobc.runtime.engine import Engine, EngineOptions, Stores
+from aobc.runtime.execir import ExecIR
+from aobc.runtime.executors.function import FunctionError, NodeContext, call, call_sync
+from aobc.runtime.nodes import backoff_s, retry_policy, timeout_s
+from aobc.runtime.remote import JOB_VERSION, PRIORITIES, RESULTS_TOPIC
+from aobc.runtime.stores.config import StoreConfig
+from aobc.runtime.stores.distributed import DistributedStores
+from aobc.runtime.stores.kafka import Delivery, KafkaSettings, PriorityConsumer
+from aobc.runtime.stores.redis import IR
+from aobc.runtime.values import check_json
+
+log = logging.getLogger("aobc.worker")
+_decode = msgspec.json.Decoder().decode
+
+INBOX: str = "aobc.worker"  # the inbox consumer name every worker claims job keys under
+
+
+class BadJob(ValueError):
+    """A message on a job topic that is not a job this worker understands."""
+
+
+@dataclass
+class WorkerOptions:
+    priorities: Sequence[str] = PRIORITIES
+    concurrency: int = 4
+    group: str = "workers"
+    drain_timeout: float = 30.0
+    inline_limit: int = 16 * 1024  # outputs larger than this travel by CAS digest only
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    engine: EngineOptions = field(default_factory=EngineOptions)
+
+
+class Worker:
+    """One worker process's work; `serve(stop)` runs it until `stop` is set."""
+
+    def __init__(self, config: StoreConfig, options: WorkerOptions, kafka: KafkaSettings) -> None:
+        self.options = options
+        self.stores = DistributedStores.open(config, relay=True, kafka=kafka)
+        if self.stores.relay is not None:
+            self.stores.relay.idle_wait = RELAY_IDLE_WAIT
+        self.engine = Engine(Stores(self.stores.events, self.stores.cas), options.engine)
+        self._irs: dict[str, ExecIR] = {}
+        self.done = 0
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        consumer = PriorityConsumer.for_jobs(
+            self.stores.bus, self.options.group, self.options.priorities
+        )
+        gate = asyncio.Semaphore(self.options.concurrency)
+        running: set[asyncio.Task[None]] = set()
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                await gate.acquire()
+                taking = asyncio.ensure_future(consumer.next_delivery())
+                await asyncio.wait({taking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not taking.done():
+                    taking.cancel()
+                    gate.release()
+                    break
+                try:
+                    delivery = taking.result()
+                except StopAsyncIteration:
+                    break
+                task = asyncio.create_task(self._handle(consumer, delivery))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                task.add_done_callback(lambda _t: gate.release())
+            if running:
+                _, late = await asyncio.wait(running, timeout=self.options.drain_timeout)
+                for task in late:  # handed back: never acknowledged, so delivered again
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+        finally:
+            stopping.cancel()
+            await consumer.aclose()
+            await self.engine.close()
+
+    async def _handle(self, consumer: PriorityConsumer, delivery: Delivery) -> None:
+        job = delivery.message
+        try:
+            check_job(job)
+        except BadJob as err:
+            await consumer.dead_letter(delivery, str(err))
+            return
+        key = str(job["key"])
+        stored = await asyncio.to_thread(self._stored, key)
+        if stored is None:
+            result = await self.run_job(job)
+            await asyncio.to_thread(self._record, job, result)
+        else:
+            await asyncio.to_thread(self.stores.events.send, [_outbound(job, stored)])
+        consumer.ack(delivery)  # the result is durable (and queued): the job is done
+        self.done += 1
+
+    def _stored(self, key: str) -> dict[str, Any] | None:
+        row = (
+            self.stores.events._conn()
+            .execute("SELECT message FROM job_results WHERE key = %s", (key,))
+            .fetchone()
+        )
+        return None if row is None else dict(_decode(row[0]))
+
+    def _record(self, job: Mapping[str, Any], result: dict[str, Any]) -> None:
+        """Store the output, then claim, record and answer in one transaction."""
+        value = result.pop("_value", None)
+        if result["ok"]:
+            data = canonical_bytes(value)
+            result["output"] = self.stores.cas.put(data)
+            if len(data) <= self.options.inline_limit:
+                result["value"] = value
+        text = canonical_bytes(result).decode("utf-8")
+        with self.stores.events.transaction() as tx:
+            if tx.claim(INBOX, str(job["key"])):
+                tx.execute(
+                    "INSERT INTO job_results (key, message, created) VALUES (%s, %s, %s)",
+                    (job["key"], text, time.time()),
+                )
+                answer = result
+            else:  # a duplicate ran at the same time and recorded first: answer as it did
+                rows = tx.execute("SELECT message FROM job_results WHERE key = %s", (job["key"],))
+                answer = dict(_decode(rows[0][0]))
+            tx.send(RESULTS_TOPIC, str(job["run"]), answer)
+
+    # --- running one job -------------------------------------------------------------------
+
+    def load_ir(self, digest: str) -> ExecIR:
+        """The IR by digest: memory, then Redis, then the CAS (then kept in both)."""
+        ir = self._irs.get(digest)
+        if ir is None:
+            data = self.stores.cache.get(IR + digest)
+            if data is None:
+                data = self.stores.cas.get(digest)
+                self.stores.cache.set(IR + digest, data)
+            ir = self._irs[digest] = decode(data, f"cas:{digest[:12]}")
+        return ir
+
+    async def run_job(self, job: Mapping[str, Any]) -> dict[str, Any]:
+        """Run a job; its result message (the output value under `_value`, for `_record`)."""
+        result: dict[str, Any] = {
+            "v": JOB_VERSION,
+            "run": job["run"],
+            "node": job["node"],
+            "item": job.get("item"),
+            "key": job["key"],
+            "attempt": job.get("attempt", 1),
+            "worker": self.options.name,
+            "began": time.time(),
+        }
+        failures: list[dict[str, Any]] = []
+        try:
+            if time.time() > float(job["deadline"]):
+                raise NodeFailure("the job's reply deadline passed before it ran", "timeout")
+            ir = await asyncio.to_thread(self.load_ir, str(job["ir"]))
+            cfg = ir.consts[ir.nodes[int(job["index"])].config]
+            if job.get("item") is not None:
+                cfg = cfg["body"]
+            if "inputs_ref" in job:
+                inputs = _decode(
+                    await asyncio.to_thread(self.stores.cas.get, str(job["inputs_ref"]))
+                )
+            else:
+                inputs = job["inputs"]
+            if cfg["type"] == "function":
+                value = await self.function(job, cfg, inputs, failures)
+            else:
+                value = await self.http(job, cfg, inputs)
+            check_json(value)
+            result.update(ok=True, _value=value)
+        except asyncio.CancelledError:
+            raise
+        except NodeFailure as err:
+            result.update(ok=False, error=str(err), kind=err.kind)
+        except Exception as err:  # a broken job is the node's failure, not the worker's
+            result.update(ok=False, error=f"{type(err).__name__}: {err}", kind="worker")
+        result["ended"] = time.time()
+        if failures:
+            result["failures"] = failures
+        return result
+
+    async def function(
+        self,
+        job: Mapping[str, Any],
+        cfg: Mapping[str, Any],
+        inputs: Any,
+        failures: list[dict[str, Any]],
+    ) -> Any:
+        """As `NodeExecutors.function`, with the coordinator's rendered inputs. A sync
+        function runs in a thread, so that one worker runs `concurrency` of them at once."""
+        try:
+            fn = self.engine.functions.resolve(cfg["fn"])
+        except FunctionError as err:
+            raise NodeFailure(str(err), err.kind) from None
+        policy = retry_policy(cfg)
+        item = job.get("item")
+
+        async def attempts() -> Any:
+            for attempt in range(1, policy.max_attempts + 1):
+                ctx = NodeContext(str(job["run"]), str(job["node"]), str(job["key"]), attempt, item)
+                try:
+                    if fn.is_async:
+                        return await call(fn, inputs, ctx)
+                    return await asyncio.to_thread(call_sync, fn, inputs, ctx)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:  # the function's failure is the node's
+                    if attempt == policy.max_attempts:
+                        raise NodeFailure(f"{type(err).__name__}: {err}", "function") from None
+                    failures.append(
+                        {"attempt": attempt, "error": str(err) or type(err).__name__,
+                         "kind": type(err).__name__}
+                    )  # fmt: skip
+                    await asyncio.sleep(backoff_s(policy, attempt))
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        limit = timeout_s(cfg)
+        if limit is None:
+            return await attempts()
+        try:
+            return await asyncio.wait_for(attempts(), limit)
+        except TimeoutError:
+            raise NodeFailure(f"timed out after {cfg['timeout']}", "timeout") from None
+
+    async def http(self, job: Mapping[str, Any], cfg: Mapping[str, Any], inputs: Any) -> Any:
+        key = str(job["key"])
+        if cfg["method"] == "BATCH":
+            parts = [
+                self._request({**cfg, **req}, rendered, f"{key}/{i}")
+                for i, (req, rendered) in enumerate(
+                    zip(cfg["requests"], inputs["requests"], strict=True)
+                )
+            ]
+            return list(await asyncio.gather(*parts))
+        return await self._request(cfg, inputs, key)
+
+    async def _request(self, cfg: Mapping[str, Any], rendered: Mapping[str, Any], key: str) -> Any:
+        from aobc.runtime.executors.http import HttpError, HttpRequest
+
+        limit = timeout_s(cfg)
+        req = HttpRequest(
+            method=cfg["method"],
+            url=str(rendered["url"]),
+            headers={k: str(v) for k, v in (rendered.get("headers") or {}).items()},
+            body=rendered.get("body"),
+            timeout_ms=int(limit * 1000) if limit is not None else None,
+            auth=cfg.get("auth"),
+        )
+        try:
+            response = await self.engine.http().request(
+                req, retry=retry_policy(cfg), idempotency_key=key, effect=cfg["effect"]
+            )
+        except HttpError as err:
+            raise NodeFailure(str(err), f"http-{err.kind}") from None
+        return response.to_output()
+
+    def close(self) -> None:
+        relay = self.stores.relay
+        if relay is not None:
+            # Publish what this worker answered before leaving (another relay would, later).
+            with contextlib.suppress(Exception):
+                relay.drain(timeout=5.0)
+        self.stores.close()
+
+
+def check_job(job: Mapping[str, Any]) -> None:
+    if job.get("v") != JOB_VERSION:
+        raise BadJob(f"unknown job version {job.get('v')!r}")
+    for name in ("run", "node", "key", "ir", "index", "deadline"):
+        if name not in job:
+            raise BadJob(f"a job needs {name!r}")
+    if "inputs" not in job and "inputs_ref" not in job:
+        raise BadJob("a job needs 'inputs' or 'inputs_ref'")
+
+
+def _outbound(job: Mapping[str, Any], result: dict[str, Any]) -> Any:
+    from aobc.runtime.stores.postgres import OutboundMessage
+
+    return OutboundMessage(RESULTS_TOPIC, str(job["run"]), result)

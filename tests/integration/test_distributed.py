@@ -1,0 +1,329 @@
+"""The distributed runtime's processes on real servers: `aobc deploy`, `aobc start`, a
+coordinator and workers as subprocesses, with the faults of issue 5 (a worker and the
+coordinator SIGKILLed mid-run, a duplicate job delivery)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aobc.backend.aobir import write
+from aobc.backend.lower import lower
+from aobc.frontend import load_text
+from aobc.runtime.driver import idempotency_key
+from aobc.runtime.engine import Engine, EngineOptions, Stores
+from aobc.runtime.stores.distributed import kafka_settings
+from aobc.runtime.stores.embedded import EmbeddedStores
+from aobc.runtime.stores.kafka import KafkaBus
+from aobc.runtime.stores.postgres import PostgresEventLog
+
+pytestmark = pytest.mark.integration
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+TIMEOUT = 60.0  # a safety net against a hang, never a way to synchronize
+FAST_GROUPS = ["--session-timeout-ms", "1000", "--heartbeat-ms", "200"]
+
+WORKFLOW = """
+workflow dist {
+  output last = c3
+  output joined = j
+  output items = fan
+  c1 = function "dist_fns:step" { effect: effectful }
+  c2 = function "dist_fns:gate" { effect: effectful }
+  c3 = function "dist_fns:step" { effect: effectful }
+  f1 = function "dist_fns:step" { effect: effectful }
+  f2 = function "dist_fns:step" { effect: effectful }
+  f3 = function "dist_fns:step" { effect: effectful }
+  f4 = function "dist_fns:step" { effect: effectful }
+  j = function "dist_fns:step" { effect: effectful }
+  fan = map [1, 2, 3] {
+    concurrency: 3
+    body: function "dist_fns:item" { effect: effectful, args: { item: "${item}" } }
+  }
+  c1 -> c2 -> c3
+  c1 -> f1 -> j
+  c1 -> f2 -> j
+  c1 -> f3 -> j
+  c1 -> f4 -> j
+  c1 -> fan
+}
+"""
+EFFECTS = 8 + 3  # function nodes, plus the map's items
+
+
+def wait_until(condition: Any, what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _with(url: str, param: str) -> str:
+    return url + ("&" if "?" in url else "?") + param
+
+
+@dataclass
+class Cluster:
+    """One test's slice of the servers (its own schema, prefixes), and its processes."""
+
+    dir: Path
+    env: dict[str, str]
+    postgres: str
+    kafka: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.dir / f"{args[0]}-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aobc", *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def coordinator(self, name: str = "c1") -> subprocess.Popen[bytes]:
+        return self.spawn(
+            "coordinator", "--name", name, "--lease-ttl", "3", "--poll", "0.2", *FAST_GROUPS
+        )
+
+    def worker(self, concurrency: int = 4) -> subprocess.Popen[bytes]:
+        return self.spawn(
+            "worker", "--concurrency", str(concurrency), "--path", str(HERE), *FAST_GROUPS
+        )
+
+    def aobc(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "aobc", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.decode().strip()
+
+    def log(self) -> PostgresEventLog:
+        return PostgresEventLog(self.postgres)
+
+    def status(self, run_id: str) -> str | None:
+        with self.log() as events:
+            record = events.get_run(run_id)
+        return None if record is None else record.status
+
+    def effects(self) -> list[tuple[str, str, str]]:
+        path = Path(self.env["AOBC_TEST_EFFECTS"])
+        if not path.exists():
+            return []
+        return [tuple(line.split()) for line in path.read_text().splitlines()]  # type: ignore[misc]
+
+    def stop(self) -> list[int | None]:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes: list[int | None] = []
+        for proc in self.procs:
+            try:
+                codes.append(proc.wait(timeout=TIMEOUT))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes.append(proc.wait())
+        return codes
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, kafka_url: str, postgres_url: str, s3_url: str, redis_url: str
+) -> Iterator[Cluster]:
+    name = f"d{uuid.uuid4().hex[:10]}"
+    postgres = _with(postgres_url, f"schema={name}")
+    kafka = _with(kafka_url, f"prefix={name}.")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {
+        **os.environ,
+        "AOBC_POSTGRES_URL": postgres,
+        "AOBC_KAFKA_URL": kafka,
+        "AOBC_S3_URL": f"{s3_url.rstrip('/')}/{name}",
+        "AOBC_REDIS_URL": _with(redis_url, f"prefix={name}:"),
+        "AOBC_TEST_EFFECTS": str(tmp_path / "effects.txt"),
+        "AOBC_TEST_GATE": str(gate),
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+    c = Cluster(tmp_path, env, postgres, kafka)
+    try:
+        yield c
+    finally:
+        c.stop()
+        with PostgresEventLog(postgres) as events:
+            events._conn().execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture(scope="module")
+def embedded_outputs(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """What the embedded runtime answers for WORKFLOW (the gate open)."""
+    scratch = tmp_path_factory.mktemp("embedded")
+    (scratch / "release").touch()
+    old = {k: os.environ.get(k) for k in ("AOBC_TEST_EFFECTS", "AOBC_TEST_GATE")}
+    os.environ["AOBC_TEST_EFFECTS"] = str(scratch / "effects.txt")
+    os.environ["AOBC_TEST_GATE"] = str(scratch)
+    try:
+        with EmbeddedStores.memory() as st:
+            engine = Engine(Stores(st.events, st.cas), EngineOptions(search_path=[str(HERE)]))
+
+            async def go() -> Any:
+                try:
+                    return await engine.start(lower(load_text(WORKFLOW, "dist.aob")), {})
+                finally:
+                    await engine.close()
+
+            result = asyncio.run(go())
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert result.status == "succeeded", result.error
+    return result.outputs
+
+
+def deploy(c: Cluster) -> str:
+    path = c.dir / "dist.aobir"
+    write(path, lower(load_text(WORKFLOW, "dist.aob")))
+    digest = c.aobc("deploy", str(path))
+    assert len(digest) == 64
+    return digest
+
+
+def outputs(c: Cluster, run_id: str) -> Any:
+    from aobc.runtime.state import RunState
+
+    with c.log() as events:
+        return RunState.fold(run_id, events.read(run_id)).output_value
+
+
+def assert_one_effect_per_key(c: Cluster, run_id: str, *, exactly_once: bool = True) -> None:
+    """Every effect carries the one idempotency key of its (run, node, item); with
+    `exactly_once`, no effect ran twice either."""
+    effects = c.effects()
+    keys = Counter(key for _, _, key in effects)
+    assert len(keys) == EFFECTS, effects
+    assert len({(node, item) for node, item, _ in effects}) == EFFECTS, effects
+    if exactly_once:
+        assert all(n == 1 for n in keys.values()), keys
+    for node, item, key in effects:
+        assert key == idempotency_key(run_id, node, None if item == "None" else int(item))
+
+
+def test_runs_across_a_coordinator_and_two_workers_like_the_embedded_runtime(
+    cluster: Cluster, embedded_outputs: Any
+) -> None:
+    (Path(cluster.env["AOBC_TEST_GATE"]) / "release").touch()
+    digest = deploy(cluster)
+    cluster.coordinator()
+    workers = [cluster.worker(), cluster.worker()]
+    run_id = cluster.aobc("start", digest)
+    wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    assert outputs(cluster, run_id) == embedded_outputs
+    assert_one_effect_per_key(cluster, run_id)
+    # SIGTERM: each worker stops taking jobs and exits cleanly.
+    for w in workers:
+        w.send_signal(signal.SIGTERM)
+    assert [w.wait(timeout=TIMEOUT) for w in workers] == [0, 0]
+
+
+def test_a_worker_killed_mid_job_has_its_job_redelivered_and_completed(
+    cluster: Cluster, embedded_outputs: Any
+) -> None:
+    gate = Path(cluster.env["AOBC_TEST_GATE"])
+    digest = deploy(cluster)
+    cluster.coordinator()
+    cluster.worker()
+    cluster.worker()
+    run_id = cluster.aobc("start", digest)
+    wait_until((gate / "started").exists, "a worker to block in c2")
+    os.kill(int((gate / "started").read_text()), signal.SIGKILL)
+    (gate / "release").touch()
+    wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    assert outputs(cluster, run_id) == embedded_outputs
+    # The killed worker may have finished other effects without recording them: those ran
+    # again elsewhere, at least once, and always under their one key.
+    assert_one_effect_per_key(cluster, run_id, exactly_once=False)
+    c2 = [key for node, _, key in cluster.effects() if node == "c2"]
+    assert c2 == [idempotency_key(run_id, "c2")]  # killed before its effect: it ran once
+
+
+def test_a_restarted_coordinator_resumes_the_run(cluster: Cluster, embedded_outputs: Any) -> None:
+    gate = Path(cluster.env["AOBC_TEST_GATE"])
+    digest = deploy(cluster)
+    first = cluster.coordinator("c1")
+    cluster.worker()
+    run_id = cluster.aobc("start", digest)
+    wait_until((gate / "started").exists, "a worker to block in c2")
+    first.kill()
+    first.wait()
+    (gate / "release").touch()
+    cluster.coordinator("c1")
+    wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    assert outputs(cluster, run_id) == embedded_outputs
+    assert_one_effect_per_key(cluster, run_id)
+    with cluster.log() as events:
+        started = [e.data for e in events.read(run_id) if e.type == "node.started"]
+    assert [d["attempt"] for d in started if d["node"] == "c2"] == [1, 2]
+
+
+def test_a_duplicate_job_delivery_has_no_second_effect(cluster: Cluster) -> None:
+    (Path(cluster.env["AOBC_TEST_GATE"]) / "release").touch()
+    digest = deploy(cluster)
+    cluster.coordinator()
+    cluster.worker()
+    run_id = cluster.aobc("start", digest)
+    wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    before = cluster.effects()
+    key = idempotency_key(run_id, "c1")
+    index = [n.id for n in lower(load_text(WORKFLOW, "dist.aob")).nodes].index("c1")
+    job = {
+        "v": 1, "run": run_id, "node": "c1", "item": None, "index": index, "ir": digest,
+        "kind": "function", "attempt": 1, "key": key, "inputs": {},
+        "deadline": time.time() + 60,
+    }  # fmt: skip
+    bus = KafkaBus(
+        kafka_settings(cluster.kafka, session_timeout_ms=1000, heartbeat_interval_ms=200)
+    )
+    try:
+
+        async def deliver_twice_and_count_answers() -> int:
+            results = bus.subscribe("node.results", f"observer-{uuid.uuid4().hex[:6]}")
+            try:
+                await bus.publish("node.jobs.medium", run_id, job)
+                await bus.publish("node.jobs.medium", run_id, job)
+                answers = 0
+                while answers < 3:  # the run's own answer, then one per duplicate
+                    message = await asyncio.wait_for(anext(results), TIMEOUT)
+                    answers += message.get("key") == key
+                return answers
+            finally:
+                await results.aclose()
+
+        assert asyncio.run(deliver_twice_and_count_answers()) == 3
+    finally:
+        bus.close()
+    assert cluster.effects() == before
