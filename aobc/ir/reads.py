@@ -79,11 +79,25 @@ def node_exprs(n: Node) -> Iterator[tuple[str, Expr]]:
         yield from _json_template_exprs(n.until, "until")
 
 
+#: node_reads results by node identity. Nodes are immutable, and passes ask again for every
+#: node after each rewrite (cse's fixpoint, say), so this turns O(merges x nodes) expression
+#: walks into dictionary lookups. The entry holds the node, so its id is not reused while
+#: cached; the table is dropped when it grows past a bound.
+_READS: dict[int, tuple[Node, frozenset[str]]] = {}
+_READS_MAX = 200_000
+
+
 def node_reads(n: Node) -> set[str]:
     """Root names a node's own expressions read (node ids, `inputs`, `item`)."""
+    hit = _READS.get(id(n))
+    if hit is not None and hit[0] is n:
+        return set(hit[1])
     out: set[str] = set()
     for _, e in node_exprs(n):
         out |= root_names(e)
+    if len(_READS) >= _READS_MAX:
+        _READS.clear()
+    _READS[id(n)] = (n, frozenset(out))
     return out
 
 

@@ -89,19 +89,26 @@ class _Keys:
     control: Control  # incoming edges: (source, label, guard)
 
 
-DocCache = dict[int, tuple[Node, bytes, bytes]]
+#: Per node identity: the node, its two document keys, the incoming edges its control key
+#: was computed from, and that key.
+DocCache = dict[int, tuple[Node, bytes, bytes, tuple[Edge, ...], Control]]
 
 
 def _keys(n: Node, graph: Graph, docs: DocCache) -> _Keys:
-    # Nodes a merge does not touch keep their identity, so the fixpoint loop encodes each
-    # document once.
+    # Nodes a merge does not touch keep their identity, and so do edges, so the fixpoint loop
+    # encodes each document once and sorts each node's incoming edges again only when they
+    # changed (tuple equality checks identity first, so the check is cheap).
+    preds = tuple(graph.preds.get(n.id, ()))
     hit = docs.get(id(n))
     if hit is None or hit[0] is not n:
         doc = node_document(n, with_id=False)
         core = {k: v for k, v in doc.items() if k not in POLICY_FIELDS}
-        hit = docs[id(n)] = (n, canonical_bytes(doc), canonical_bytes(core))
-    control = tuple(sorted((e.src, e.label or "", e.when or "") for e in graph.preds.get(n.id, ())))
-    return _Keys(hit[1], hit[2], control)
+        hit = (n, canonical_bytes(doc), canonical_bytes(core), (), ())
+    if hit[3] != preds or not preds:
+        control = tuple(sorted((e.src, e.label or "", e.when or "") for e in preds))
+        hit = (hit[0], hit[1], hit[2], preds, control)
+    docs[id(n)] = hit
+    return _Keys(hit[1], hit[2], hit[4])
 
 
 def unmergeable(n: Node) -> tuple[str, str] | None:
@@ -173,14 +180,49 @@ def _moved_edges(keep: str, dup: str, graph: Graph) -> tuple[list[Edge], str | N
 class _Scan:
     """One pass over the nodes: the first merge found, and what was missed before it."""
 
+    graph: Graph
+    gates: dict[str, frozenset[str]] | None = None  # gated_by(graph), when first needed
     merge: tuple[str, str, list[Edge]] | None = None
     missed: list[tuple[str, tuple[str, str], str]] = dataclasses.field(default_factory=list)
 
 
-def _scan(wf: Workflow, docs: DocCache) -> _Scan:
+def _near_miss(
+    n: Node,
+    k: _Keys,
+    graph: Graph,
+    by_core: dict[tuple[bytes, Control], str],
+    by_doc: dict[bytes, str],
+    out: _Scan,
+) -> tuple[str, tuple[str, str], str] | None:
+    """Why `n` is not merged with an earlier node that computes the same thing under other
+    policy fields, or in other circumstances; None when there is no such node."""
+    if (k.core, k.control) in by_core:
+        keep = by_core[(k.core, k.control)]
+        fields = _policy_difference(graph.nodes[keep], n)
+        return "policy", (keep, n.id), f'not CSE\'d with "{keep}": different {", ".join(fields)}'
+    if k.full not in by_doc:
+        return None
+    keep = by_doc[k.full]
+    if out.gates is None:
+        out.gates = gated_by(graph)
+    gate = sorted(out.gates.get(keep, frozenset()) ^ out.gates.get(n.id, frozenset()))
+    if gate:
+        why = f'they are on different sides of approval "{gate[0]}"'
+        name = "gate"
+    elif passes_predecessor_outputs(n):
+        why = "it takes its predecessors' outputs, and their predecessors differ"
+        name = "control"
+    else:
+        why = "their incoming edges differ, so they may not run in the same circumstances"
+        name = "control"
+    return name, (keep, n.id), f'not CSE\'d with "{keep}": {why}'
+
+
+def _scan(wf: Workflow, docs: DocCache, *, collect: bool) -> _Scan:
+    """The first merge in declaration order; with `collect`, also every missed one before it
+    (only the last scan's are reported, so the fixpoint's other scans skip that work)."""
     graph = Graph.of(wf)
-    gates = gated_by(graph)
-    out = _Scan()
+    out = _Scan(graph)
     by_full: dict[tuple[bytes, Control], list[str]] = {}
     by_core: dict[tuple[bytes, Control], str] = {}
     by_doc: dict[bytes, str] = {}
@@ -202,33 +244,16 @@ def _scan(wf: Workflow, docs: DocCache) -> _Scan:
                         out.merge = (keep, n.id, moved)
                         return out
                 blocked = ("edges", why or "")
-            out.missed.append((blocked[0], (keep, n.id), f"not CSE'd: {blocked[1]}"))
-        elif (k.core, k.control) in by_core:
-            keep = by_core[(k.core, k.control)]
-            fields = _policy_difference(graph.nodes[keep], n)
-            out.missed.append(
-                (
-                    "policy",
-                    (keep, n.id),
-                    f'not CSE\'d with "{keep}": different {", ".join(fields)}',
-                )
-            )
-        elif k.full in by_doc:
-            keep = by_doc[k.full]
-            gate = sorted(gates.get(keep, frozenset()) ^ gates.get(n.id, frozenset()))
-            if gate:
-                why = f'they are on different sides of approval "{gate[0]}"'
-                name = "gate"
-            elif passes_predecessor_outputs(n):
-                why = "it takes its predecessors' outputs, and their predecessors differ"
-                name = "control"
-            else:
-                why = "their incoming edges differ, so they may not run in the same circumstances"
-                name = "control"
-            out.missed.append((name, (keep, n.id), f'not CSE\'d with "{keep}": {why}'))
+            if collect:
+                out.missed.append((blocked[0], (keep, n.id), f"not CSE'd: {blocked[1]}"))
+        elif collect:
+            miss = _near_miss(n, k, graph, by_core, by_doc, out)
+            if miss is not None:
+                out.missed.append(miss)
         earlier.append(n.id)
-        by_core.setdefault((k.core, k.control), n.id)
-        by_doc.setdefault(k.full, n.id)
+        if collect:
+            by_core.setdefault((k.core, k.control), n.id)
+            by_doc.setdefault(k.full, n.id)
     return out
 
 
@@ -263,11 +288,11 @@ class CsePass(Pass):
             return wf  # verify reports the cycle; nothing here is safe to judge
         docs: DocCache = {}
         while True:
-            scan = _scan(wf, docs)
+            scan = _scan(wf, docs, collect=False)
             if scan.merge is None:
                 break
             keep, dup, moved = scan.merge
-            node = Graph.of(wf).nodes[dup]
+            node = scan.graph.nodes[dup]
             kind = node.KIND.value
             wf = merge(wf, ctx, keep, dup, moved)
             ctx.remark(
@@ -279,7 +304,9 @@ class CsePass(Pass):
                 node.loc,
             )
             ctx.count("nodes-merged")
-        nodes = Graph.of(wf).nodes
+        scan = _scan(wf, docs, collect=True)
+        assert scan.merge is None  # the same workflow, the same decisions
+        nodes = scan.graph.nodes
         for name, pair, message in scan.missed:
             ctx.remark(self.name, "missed", name, pair, message, nodes[pair[1]].loc)
         return wf
