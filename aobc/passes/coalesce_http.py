@@ -436,7 +436,8 @@ def batch_id(wf: Workflow, members: Sequence[str]) -> str:
     first = members[0]
     cut = len(first)
     for m in members[1:]:
-        cut = min(cut, next((i for i, (a, b) in enumerate(zip(first, m)) if a != b), len(m)))
+        same = (i for i, (a, b) in enumerate(zip(first, m, strict=False)) if a != b)
+        cut = min(cut, next(same, len(m)))
     prefix = first[: first.rfind("_", 0, cut) + 1] if cut < len(first) else ""
     base = "batch_" + prefix + "_".join(m[len(prefix) :] for m in members)
     if len(base) > 48:
