@@ -25,7 +25,15 @@ from aobc.testing.generate import random_workflow
 TRANSFORMS = sorted(
     name for name, target in available_passes().items() if load_pass_class(target).transforms
 )
-IDEMPOTENT = ("prune-dead", "parallelize", "cse", "licm", "cache-mark", "coalesce-http", "pushdown-predicates")
+IDEMPOTENT = (
+    "prune-dead",
+    "parallelize",
+    "cse",
+    "licm",
+    "cache-mark",
+    "coalesce-http",
+    "pushdown-predicates",
+)
 
 
 def _run(name: str, wf: object) -> tuple[object, PassContext]:

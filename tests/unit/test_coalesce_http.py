@@ -90,7 +90,12 @@ def test_the_vision_example_file_coalesces_and_refines() -> None:
     wf = load(EXAMPLES / "vision_coalesce.aob").workflow
     result = PassPipeline.parse("verify,coalesce-http,verify").run(Overlay(wf))
     assert result.ok
-    assert [n.id for n in result.workflow.nodes] == ["batch_fetch_A_B", "parse_A", "parse_B", "merge"]
+    assert [n.id for n in result.workflow.nodes] == [
+        "batch_fetch_A_B",
+        "parse_A",
+        "parse_B",
+        "merge",
+    ]
     assert validate(wf, "coalesce-http", seeds=4) is None
 
 
@@ -109,7 +114,10 @@ def test_reads_guards_and_outputs_read_the_batch_element() -> None:
     )
     text = to_document(out)
     assert text["outputs"] == {"first": "batch_a_b[0].body"}
-    assert text["nodes"][1]["args"] == {"x": "${batch_a_b[0].body.n}", "y": "n=${batch_a_b[1].status}"}
+    assert text["nodes"][1]["args"] == {
+        "x": "${batch_a_b[0].body.n}",
+        "y": "n=${batch_a_b[1].status}",
+    }
     # `use` ran only when both edges were taken: the one merged edge carries both guards.
     assert text["edges"] == [
         {"from": "batch_a_b", "to": "use", "when": "batch_a_b[0].ok and batch_a_b[1].status == 200"}
