@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from aobc.runtime import execir as _execir
 
@@ -269,6 +269,11 @@ cdef class Routing:
     cdef int *_join_mode
     cdef int *_join_n
     cdef Py_ssize_t n_succ, n_pred
+    # The Routing that owns the IR's arrays above when this one is a `copy` (which shares
+    # them: they never change; the reference keeps it alive). `_shared` says so, not
+    # `_base is None`: the cycle collector may clear `_base` before `__dealloc__` runs.
+    cdef Routing _base
+    cdef bint _shared
 
     def __cinit__(self) -> None:
         self.current = -1
@@ -346,6 +351,8 @@ cdef class Routing:
         PyMem_Free(self._status)
         PyMem_Free(self._arrived)
         PyMem_Free(self._taken)
+        if self._shared:
+            return  # the IR's arrays belong to the base
         PyMem_Free(self._succ_offsets)
         PyMem_Free(self._succ_targets)
         PyMem_Free(self._pred_offsets)
@@ -506,6 +513,164 @@ def complete_many(Routing st not None, members: object) -> list:
         try:
             for j in idx:
                 _complete(st, j, None, &ready, &skipped)
+            out = []
+            for k in range(ready.len):
+                if st._status[ready.data[k]] == C_READY:
+                    out.append(ready.data[k])
+            return out
+        finally:
+            _stack_free(&skipped)
+    finally:
+        _stack_free(&ready)
+
+
+def copy(Routing st not None) -> Routing:
+    """A new routing state equal to `st` (a run starts from its plan's template). The IR's
+    arrays are shared, not copied: nothing ever writes them."""
+    if st._status == NULL:
+        raise TypeError("Routing was not initialized")
+    cdef Routing new = Routing.__new__(Routing)
+    cdef Py_ssize_t n = st.n
+    cdef size_t size = (n if n > 0 else 1) * sizeof(int)
+    new._base = st if st._base is None else st._base
+    new._shared = True
+    new._succ_offsets = st._succ_offsets
+    new._succ_targets = st._succ_targets
+    new._pred_offsets = st._pred_offsets
+    new._pred_sources = st._pred_sources
+    new._pred_counts = st._pred_counts
+    new._is_join = st._is_join
+    new._join_mode = st._join_mode
+    new._join_n = st._join_n
+    new.n_succ = st.n_succ
+    new.n_pred = st.n_pred
+    new._arrived = _zeros(n)
+    new._taken = _zeros(n)
+    new._status = _zeros(n)
+    memcpy(new._arrived, st._arrived, size)
+    memcpy(new._taken, st._taken, size)
+    memcpy(new._status, st._status, size)
+    new.current = st.current
+    new.n = n
+    new.status = _view(new, new._status, n, True)
+    new.arrived = _view(new, new._arrived, n, False)
+    new.taken = _view(new, new._taken, n, False)
+    return new
+
+
+@cython.final
+cdef class Region:
+    """A fused region's routing, precomputed once per IR (see interp_py.Region): the same
+    attributes, as lists, and C copies of them for `region_ready` and `complete_region`."""
+
+    cdef readonly Py_ssize_t n
+    cdef readonly list members, inner, roots, rest, inputs, outer
+    cdef int *_members
+    cdef int *_inner
+    cdef int *_roots
+    cdef int *_rest
+    cdef int *_inputs
+    cdef int *_outer
+    cdef Py_ssize_t n_members, n_roots, n_rest, n_inputs, n_outer
+
+    def __init__(self, ir: object, members: object) -> None:
+        if self._members != NULL:
+            raise TypeError("Region is initialized once")
+        ref = _reference_region(ir, members)  # the reference computes and checks the lists
+        self.n = ref.n
+        self.members = list(ref.members)
+        self.inner = list(ref.inner)
+        self.roots = list(ref.roots)
+        self.rest = list(ref.rest)
+        self.inputs = list(ref.inputs)
+        self.outer = list(ref.outer)
+        self.n_members = len(self.members)
+        self.n_roots = len(self.roots)
+        self.n_rest = len(self.rest)
+        self.n_inputs = len(self.inputs)
+        self.n_outer = len(self.outer)
+        self._members = _int_array(self.members, self.n_members, "members")
+        self._inner = _int_array(self.inner, self.n_members, "inner")
+        self._roots = _int_array(self.roots, self.n_roots, "roots")
+        self._rest = _int_array(self.rest, self.n_rest, "rest")
+        self._inputs = _int_array(self.inputs, self.n_inputs, "inputs")
+        self._outer = _int_array(self.outer, self.n_outer, "outer")
+        _check_nodes(self._members, self.n_members, self.n)
+        _check_nodes(self._roots, self.n_roots, self.n)
+        _check_nodes(self._rest, self.n_rest, self.n)
+        _check_nodes(self._inputs, self.n_inputs, self.n)
+        _check_nodes(self._outer, self.n_outer, self.n)
+
+    def __dealloc__(self) -> None:
+        PyMem_Free(self._members)
+        PyMem_Free(self._inner)
+        PyMem_Free(self._roots)
+        PyMem_Free(self._rest)
+        PyMem_Free(self._inputs)
+        PyMem_Free(self._outer)
+
+    def __reduce__(self) -> object:
+        raise TypeError("Region cannot be pickled: make it again from the IR")
+
+
+def _reference_region(ir: object, members: object) -> object:
+    from aobc.runtime.interp_py import Region as _Ref
+
+    return _Ref(ir, members)
+
+
+cdef int _check_nodes(int *data, Py_ssize_t k, Py_ssize_t n) except -1:
+    cdef Py_ssize_t j
+    for j in range(k):
+        if data[j] < 0 or data[j] >= n:
+            raise ValueError(f"node index {data[j]} out of range (0..{n - 1})")
+    return 0
+
+
+cdef int _check_region(Routing st, Region region) except -1:
+    if st._status == NULL or region._members == NULL:
+        raise TypeError("Routing or Region was not initialized")
+    if region.n != st.n:
+        raise ValueError(f"a region of a {region.n}-node IR used on {st.n} nodes")
+    return 0
+
+
+def region_ready(Routing st not None, Region region not None) -> bool:
+    """Whether the region may run now as one call: every input done, every root ready, and
+    no other member decided yet (an untaken edge from an input skips a member)."""
+    _check_region(st, region)
+    cdef int *status = st._status
+    cdef Py_ssize_t k
+    for k in range(region.n_inputs):
+        if status[region._inputs[k]] != C_DONE:
+            return False
+    for k in range(region.n_roots):
+        if status[region._roots[k]] != C_READY:
+            return False
+    for k in range(region.n_rest):
+        if status[region._rest[k]] != C_PENDING:
+            return False
+    return True
+
+
+def complete_region(Routing st not None, Region region not None) -> list:
+    """Every member succeeded and took every outgoing edge: as the reference, the same
+    state and result as `complete_many(st, region.members)`, set in bulk."""
+    _check_region(st, region)
+    cdef Py_ssize_t k, m
+    cdef Stack ready, skipped
+    for k in range(region.n_members):
+        m = region._members[k]
+        st._status[m] = C_DONE
+        st._arrived[m] += region._inner[k]
+        st._taken[m] += region._inner[k]
+    _stack_init(&ready, region.n_outer + 8)
+    try:
+        _stack_init(&skipped, 8)
+        try:
+            for k in range(region.n_outer):
+                _arrive(st, region._outer[k], True, &ready, &skipped)
+            _propagate_skips(st, 0, &ready, &skipped)
             out = []
             for k in range(ready.len):
                 if st._status[ready.data[k]] == C_READY:

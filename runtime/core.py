@@ -23,10 +23,14 @@ from aobc.runtime.interp_py import (
     RUNNING,
     SKIPPED,
     STATUS_NAMES,
+    Region,
     Routing,
     complete,
     complete_many,
+    complete_region,
+    copy,
     drain,
+    region_ready,
     settled,
     skip,
     start,
@@ -36,7 +40,19 @@ IMPLEMENTATION = "python"
 
 _MODULES = {"python": "aobc.runtime.interp_py", "cython": "aobc.runtime._interp"}
 # What differs between the implementations; the status codes are the same numbers in both.
-_SWITCHED = ("Routing", "complete", "complete_many", "drain", "settled", "skip", "start")
+_SWITCHED = (
+    "Region",
+    "Routing",
+    "complete",
+    "complete_many",
+    "complete_region",
+    "copy",
+    "drain",
+    "region_ready",
+    "settled",
+    "skip",
+    "start",
+)
 
 
 def use(implementation: str) -> None:
@@ -67,10 +83,14 @@ __all__ = [
     "RUNNING",
     "SKIPPED",
     "STATUS_NAMES",
+    "Region",
     "Routing",
     "complete",
     "complete_many",
+    "complete_region",
+    "copy",
     "drain",
+    "region_ready",
     "settled",
     "skip",
     "start",

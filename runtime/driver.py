@@ -91,12 +91,20 @@ class RunDriver:
         self.full = state.mode != "fast"
         self.pending: list[tuple[str, dict[str, Any]]] = []
         self.tasks: dict[str, asyncio.Task[Any]] = {}
-        self.results: asyncio.Queue[tuple[str, Any, BaseException | None]] = asyncio.Queue()
+        self._results: asyncio.Queue[tuple[str, Any, BaseException | None]] | None = None
         self.values: list[Any] = []
         self.memo_pending: dict[str, str] = {}
         self.unfused: set[Any] = set()  # fused regions this run runs node by node instead
         self.ir: ExecIR = ir
         self.set_ir(ir)
+
+    @property
+    def results(self) -> asyncio.Queue[tuple[str, Any, BaseException | None]]:
+        """Where tasks report their outcome; made on first use (a run of inline nodes only
+        never needs one)."""
+        if self._results is None:
+            self._results = asyncio.Queue()
+        return self._results
 
     # --- IR and routing -------------------------------------------------------------
 
@@ -118,9 +126,13 @@ class RunDriver:
             i = self.index.get(node_id)
             if i is not None and digest is not None and self.values[i] is None:
                 self.values[i] = self.engine.values.get(digest)
-        self.routing, ready = rebuild(
-            ir, self.edges, self.state.order, self.index, self.values.__getitem__, self.env
-        )
+        if self.state.order:
+            self.routing, ready = rebuild(
+                ir, self.edges, self.state.order, self.index, self.values.__getitem__, self.env
+            )
+        else:
+            self.routing, ready = plan.fresh()  # nothing ran yet: the plan's template
+        self.outputs = plan.outputs
         # Nodes with a task in flight keep running across a switch of IR. A node the log says
         # started but that has no task was interrupted (a crash): it stays ready, and runs
         # again with the same idempotency key.
@@ -545,11 +557,15 @@ class RunDriver:
             self.events.set_status(self.state.run_id, "failed")
             return
         outputs = {}
-        for o in self.ir.outputs:
+        values = self.values
+        for name, expr, ref in self.outputs:
+            if ref >= 0:
+                outputs[name] = values[ref]  # a plain node reference, resolved by the plan
+                continue
             try:
-                outputs[o.name] = evaluate(self.ir.consts[o.expr], self.env)
+                outputs[name] = evaluate(expr, self.env)
             except ExprError as err:
-                self.emit("run.failed", {"error": f'output "{o.name}": {err}', "node": None})
+                self.emit("run.failed", {"error": f'output "{name}": {err}', "node": None})
                 self.events.set_status(self.state.run_id, "failed")
                 return
         digest = self.engine.values.put(outputs)

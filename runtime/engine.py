@@ -10,8 +10,8 @@ them up when it is resumed.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,7 +267,8 @@ class Engine:
         """
         digest = self.store_ir(ir, ir.name)
         values = self.check_inputs(ir, inputs or {})
-        run_id = run_id or f"r-{uuid.uuid4().hex[:16]}"
+        # 16 random hex digits, as uuid4().hex[:16] gave, at a fraction of the cost.
+        run_id = run_id or f"r-{os.urandom(8).hex()}"
         now = self.options.clock()
         ns = namespace or ir.namespace
         record = RunRecord(

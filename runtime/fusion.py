@@ -7,11 +7,13 @@ may be inlined, so in effect once per IR hash) and bound to the engine's resolve
 functions, as part of the IR's `Plan`.
 
 A run calls a region instead of its members when every input from outside the region is
-done and every root is ready (so no member has run: each member descends from a root
-inside the region). Afterwards the run is exactly as if the members had run inline one by
-one in topological order: their values are stored, their completions recorded (in
-full-fidelity mode as `node.succeeded` events with their outputs, in fast mode in the
-state only), and routing marks them done and readies what follows. What fusion skips is
+done, every root is ready and every other member still pending (so no member has run or
+been skipped: each member descends from a root inside the region). Afterwards the run is
+exactly as if the members had run inline one by one in topological order: their values
+are stored, their completions recorded (in full-fidelity mode as `node.succeeded` events
+with their outputs, in fast mode in the state only), and routing marks them done and
+readies what follows, in one core call (`core.complete_region`, with the region's routing
+precomputed once per IR). What fusion skips is
 the memo: a fused node is not looked up in, nor stored to, the cross-run cache (cache-
 marked nodes, where the cache pays, are never fused).
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +70,16 @@ class Fused:
     fns: tuple[Any, ...]
     ids: list[str]  # the members' ids, in the region's (topological) order
     done: dict[str, None]  # what a fast-path run records for them
+    ir: ExecIR
+    # The region's routing (`core.Region`: what its outside successors wait for), per core
+    # implementation, made on first use: a run completes the region as one unit with it.
+    routings: dict[str, Any] = field(default_factory=dict)
+
+    def routing(self) -> Any:
+        r = self.routings.get(core.IMPLEMENTATION)
+        if r is None:
+            r = self.routings[core.IMPLEMENTATION] = core.Region(self.ir, self.region.members)
+        return r
 
 
 class Fusion:
@@ -82,22 +94,22 @@ class Fusion:
         for region in regions(ir, candidate):
             fns = tuple(engine.functions.resolve(ref).fn for ref in region.fns)
             ids = [ir.nodes[m].id for m in region.members]
-            fused = Fused(region, _compiled(region.source), fns, ids, dict.fromkeys(ids))
+            fused = Fused(region, _compiled(region.source), fns, ids, dict.fromkeys(ids), ir)
             self.count += 1
             for r in region.roots:
                 self.by_root[r] = fused
 
     def run_ready(self, d: RunDriver) -> None:
         """Call every region whose roots are ready and whose outside inputs are done."""
+        by_root = self.by_root
         status = d.routing.status
         for i in list(d.ready):
-            f = self.by_root.get(i)
-            if f is None or f in d.unfused or status[i] != core.READY:
+            f = by_root.get(i)
+            # A region's other roots are DONE once it ran: one status read skips them.
+            if f is None or status[i] != core.READY or f in d.unfused:
                 continue
-            region = f.region
-            if any(status[r] != core.READY for r in region.roots) or any(
-                status[p] != core.DONE for p in region.inputs
-            ):
+            routing = f.routing()
+            if not core.region_ready(d.routing, routing):
                 continue
             if d.state.frozen and any(m in d.state.frozen for m in f.ids):
                 d.unfused.add(f)  # a replay reads these from the store instead
@@ -108,16 +120,19 @@ class Fusion:
                 d.unfused.add(f)
                 continue
             if d.full:
-                for m in region.members:
+                for m in f.region.members:
                     try:
                         d.succeed(m, d.values[m], route=False)
                     except ValueError_ as err:  # an output JSON cannot carry
                         d.fail(d.ids[m], err)
                         return
             else:
+                # What a fast run records per node (live patches and a rebuild read it):
+                # two bulk operations over precomputed members, no per-node call.
                 d.state.done.update(f.done)
                 d.state.order.extend(f.ids)
-            d.ready.extend(core.complete_many(d.routing, region.members))
+            # Every member done and what waits on the region routed, in one core call.
+            d.ready.extend(core.complete_region(d.routing, routing))
 
 
 def fusable(engine: Engine, ir: ExecIR, i: int) -> Candidate | None:

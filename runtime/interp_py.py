@@ -160,6 +160,92 @@ def complete_many(st: Routing, members: Sequence[int]) -> list[int]:
     return [j for j in ready if st.status[j] == READY]
 
 
+class Region:
+    """A fused region's routing, precomputed once per IR so a run completes it as one unit.
+
+    `members` in topological order; `roots` the members with no predecessor inside, `rest`
+    the others; `inputs` the predecessors outside (each once); `inner[k]` how many edges
+    into `members[k]` come from inside; `outer` the targets of the edges from members to
+    outside nodes, in member order then CSR order (a target once per edge).
+    """
+
+    __slots__ = ("inner", "inputs", "members", "n", "outer", "rest", "roots")
+
+    def __init__(self, ir: ExecIR, members: Sequence[int]) -> None:
+        n = len(ir.nodes)
+        self.n = n
+        self.members = [int(m) for m in members]
+        inside = set(self.members)
+        if len(inside) != len(self.members) or any(m < 0 or m >= n for m in inside):
+            raise ValueError("a region's members must be distinct node indices")
+        offsets, sources = ir.pred_offsets, ir.pred_sources
+        self.inner: list[int] = []
+        self.roots: list[int] = []
+        self.rest: list[int] = []
+        self.inputs: list[int] = []
+        for m in self.members:
+            preds = sources[offsets[m] : offsets[m + 1]]
+            k = sum(1 for p in preds if p in inside)
+            self.inner.append(k)
+            (self.rest if k else self.roots).append(m)
+            for p in preds:
+                if p not in inside and p not in self.inputs:
+                    self.inputs.append(p)
+        succ_offsets, targets = ir.succ_offsets, ir.succ_targets
+        self.outer = [
+            t
+            for m in self.members
+            for t in targets[succ_offsets[m] : succ_offsets[m + 1]]
+            if t not in inside
+        ]
+
+
+def _check_region(st: Routing, region: Region) -> None:
+    if region.n != len(st.status):
+        raise ValueError(f"a region of a {region.n}-node IR used on {len(st.status)} nodes")
+
+
+def region_ready(st: Routing, region: Region) -> bool:
+    """Whether the region may run now as one call: every input done, every root ready, and
+    no other member decided yet (an untaken edge from an input skips a member)."""
+    _check_region(st, region)
+    status = st.status
+    return (
+        all(status[p] == DONE for p in region.inputs)
+        and all(status[r] == READY for r in region.roots)
+        and all(status[m] == PENDING for m in region.rest)
+    )
+
+
+def complete_region(st: Routing, region: Region) -> list[int]:
+    """Every member of `region` succeeded and took every outgoing edge: the same state and
+    result as `complete_many(st, region.members)`, set in bulk (members DONE, their counters
+    raised by their inside edges) with only the edges that leave the region routed."""
+    _check_region(st, region)
+    status, arrived, taken = st.status, st.arrived, st.taken
+    for m, k in zip(region.members, region.inner, strict=True):
+        status[m] = DONE
+        arrived[m] += k
+        taken[m] += k
+    ready: list[int] = []
+    skipped: list[int] = []
+    for t in region.outer:
+        _arrive(st, t, True, ready, skipped)
+    _propagate_skips(st, 0, ready, skipped)  # taken edges skip nothing; kept for the rule
+    return [j for j in ready if status[j] == READY]
+
+
+def copy(st: Routing) -> Routing:
+    """A new routing state equal to `st` (a run starts from its plan's template)."""
+    new = Routing.__new__(Routing)
+    for name in Routing.__slots__:
+        setattr(new, name, getattr(st, name))  # the IR's arrays: read-only, shared
+    new.status = list(st.status)
+    new.arrived = list(st.arrived)
+    new.taken = list(st.taken)
+    return new
+
+
 def skip(st: Routing, i: int) -> tuple[list[int], list[int]]:
     """Node i will not run (its run was told so): resolve its edges as untaken."""
     ready: list[int] = []

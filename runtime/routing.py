@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aobc.expr import truthy
+from aobc.ir.names import KEYWORDS, is_identifier
 from aobc.ir.reach import ELSE_LABEL, label_of
 from aobc.runtime import core
 from aobc.runtime.env import evaluate
@@ -60,10 +61,22 @@ class EdgeTable:
 
 
 class Plan:
-    """What every run of one IR shares: its edge table, node ids and configs, and the
-    inline functions of its fast path. Built once per IR by `Engine.plan`."""
+    """What every run of one IR shares: its edge table, node ids and configs, the inline
+    functions of its fast path, a template of a fresh run's routing state, and its outputs
+    resolved. Built once per IR by `Engine.plan`."""
 
-    __slots__ = ("configs", "edges", "fast", "fusion", "guarded", "ids", "index", "ir")
+    __slots__ = (
+        "_templates",
+        "configs",
+        "edges",
+        "fast",
+        "fusion",
+        "guarded",
+        "ids",
+        "index",
+        "ir",
+        "outputs",
+    )
 
     def __init__(self, ir: ExecIR) -> None:
         self.ir = ir
@@ -76,6 +89,25 @@ class Plan:
         # frozen nodes adjusts its own copy.
         self.fast: dict[bool, list[Callable[[dict[str, Any]], Any] | None]] = {}
         self.fusion: Any = None  # aobc.runtime.fusion.Fusion, made on first use
+        # Per output: its name, its expression, and the node it names when it is a plain
+        # reference to one (read from the run's values by index, no evaluation), else -1.
+        self.outputs: list[tuple[str, str, int]] = []
+        for o in ir.outputs:
+            text: str = ir.consts[o.expr]
+            ref = text in self.index and is_identifier(text) and text not in KEYWORDS
+            self.outputs.append((o.name, text, self.index[text] if ref else -1))
+        # A fresh run's routing state and roots, per core implementation (the two cores'
+        # states do not mix, and a process may switch cores between runs).
+        self._templates: dict[str, tuple[core.Routing, list[int]]] = {}
+
+    def fresh(self) -> tuple[core.Routing, list[int]]:
+        """The routing state of a run that has not started, and the nodes ready at once: a
+        copy of this plan's template, made by `core.start` once per IR."""
+        template = self._templates.get(core.IMPLEMENTATION)
+        if template is None:
+            template = self._templates[core.IMPLEMENTATION] = core.start(self.ir)
+        st, roots = template
+        return core.copy(st), list(roots)
 
 
 def _selector(kind: int, value: Any) -> str:

@@ -179,7 +179,23 @@ def emit(ir: ExecIR, members: list[int], cands: list[Candidate | None], fns: lis
         items = ", ".join(f"{ir.nodes[p].id!r}: v{p}" for p in ir.predecessors(m))
         lines.append(f"    v{m} = {call}({{{items}}})")
     # Outputs are stored at the end: a function that raises leaves V as it was, and the
-    # interpreter runs the region node by node to say which node failed.
-    for m in members:
-        lines.append(f"    V[{m}] = v{m}")
+    # interpreter runs the region node by node to say which node failed. A run of
+    # consecutive indices is one slice assignment (one C loop, not one store per node).
+    for first, last in _runs(sorted(members)):
+        if first == last:
+            lines.append(f"    V[{first}] = v{first}")
+        else:
+            values = ", ".join(f"v{m}" for m in range(first, last + 1))
+            lines.append(f"    V[{first}:{last + 1}] = ({values},)")
     return "\n".join(lines) + "\n"
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Sorted distinct indices as maximal runs of consecutive ones: (first, last) each."""
+    out: list[tuple[int, int]] = []
+    for i in indices:
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out

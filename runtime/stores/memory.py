@@ -30,6 +30,7 @@ from aobc.runtime.stores.base import Conflict, Event, RunRecord
 # Reads decode with msgspec: for the canonical JSON we store it gives exactly what json.loads
 # gives, several times faster. Writes keep aobc.canonical, which also rejects NaN and sets.
 _decode = msgspec.json.Decoder().decode
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
 
 
 def _json(value: Any) -> str:
@@ -38,7 +39,59 @@ def _json(value: Any) -> str:
     return canonical_bytes(value).decode("utf-8")
 
 
+def _encoded(value: Any) -> tuple[str, Any]:
+    """`value` as stored JSON text, and the decoded copy a reader gets: what `_json` and
+    `_decode` give, an order of magnitude faster for the events of every run.
+
+    msgspec encodes more than JSON (sets, tuples, datetimes, dataclasses...) and writes NaN
+    as null, so its result is kept only when decoding it gives back a value equal to
+    `value`; anything else (including tuples and integer keys, which canonical JSON accepts
+    and turns into lists and strings) goes through `_json`, which raises the durable
+    stores' errors for bad data or encodes what they accept.
+    """
+    try:
+        data = _encode_sorted(value)
+    except Exception:  # a type msgspec does not know, an int beyond 64 bits...
+        data = None
+    if data is not None:
+        copy = _decode(data)
+        if copy == value:
+            return data.decode("utf-8"), copy
+    text = _json(value)
+    return text, _decode(text)
+
+
 # -- event log ------------------------------------------------------------------------------
+
+
+def _replace(
+    r: RunRecord,
+    *,
+    status: str | None = None,
+    updated: float | None = None,
+    labels: dict[str, Any] | None = None,
+) -> RunRecord:
+    """`dataclasses.replace` for the fields the log changes, without its per-call cost
+    (`_RECORD_FIELDS` below fails the import if RunRecord's fields change)."""
+    return RunRecord(
+        r.run_id,
+        r.workflow,
+        r.ir_hash,
+        r.status if status is None else status,
+        r.created,
+        r.updated if updated is None else updated,
+        r.namespace,
+        r.parent,
+        r.idempotency_key,
+        r.labels if labels is None else labels,
+    )
+
+
+_RECORD_FIELDS = (
+    "run_id workflow ir_hash status created updated namespace parent idempotency_key labels"
+)
+if " ".join(f.name for f in dataclasses.fields(RunRecord)) != _RECORD_FIELDS:
+    raise ImportError("RunRecord's fields changed: update memory._replace")
 
 
 @dataclass(slots=True)
@@ -86,6 +139,12 @@ class MemoryEventLog:
             raise ValueError("event log is closed")
 
     @staticmethod
+    def _encode_events(
+        events: Sequence[tuple[str, dict[str, Any]]],
+    ) -> list[tuple[str, str, Any]]:
+        return [(t, *_encoded(data)) for t, data in events]
+
+    @staticmethod
     def _events(run_id: str, run: _Run, after: int, limit: int | None) -> list[Event]:
         after = max(after, 0)
         end = None if limit is None else after + max(limit, 0)
@@ -96,19 +155,23 @@ class MemoryEventLog:
 
     @staticmethod
     def _record(run: _Run) -> RunRecord:
-        return dataclasses.replace(run.record, labels=_decode(run.labels))
+        return _replace(run.record, labels=_decode(run.labels))
 
-    def _append(self, run_id: str, run: _Run, encoded: list[tuple[str, str]]) -> list[Event]:
+    def _append(self, run_id: str, run: _Run, encoded: list[tuple[str, str, Any]]) -> list[Event]:
         now = time.time()
         last = len(run.events)
-        run.events.extend((t, d, now) for t, d in encoded)
-        return self._events(run_id, run, last, None)
+        run.events.extend((t, d, now) for t, d, _ in encoded)
+        # The decoded copies made while encoding: exactly what `read` gives later.
+        return [
+            Event(run_id, seq, t, copy, now)
+            for seq, (t, _, copy) in enumerate(encoded, start=last + 1)
+        ]
 
     def create_run(
         self, record: RunRecord, first: Sequence[tuple[str, dict[str, Any]]]
     ) -> list[Event]:
-        encoded = [(t, _json(data)) for t, data in first]
-        labels = _json(record.labels)
+        encoded = self._encode_events(first)
+        labels = _encoded(record.labels)[0]
         key = record.idempotency_key
         with self._lock:
             self._check_open()
@@ -118,7 +181,7 @@ class MemoryEventLog:
                 return self._events(existing_id, existing, 0, existing.first)
             if record.run_id in self._runs:
                 raise Conflict(f"run {record.run_id!r} already exists")
-            run = _Run(dataclasses.replace(record, labels={}), labels, len(encoded), [])
+            run = _Run(_replace(record, labels={}), labels, len(encoded), [])
             self._runs[record.run_id] = run
             if key is not None:
                 self._keys[record.namespace, key] = record.run_id
@@ -131,7 +194,7 @@ class MemoryEventLog:
         *,
         expect_seq: int | None = None,
     ) -> list[Event]:
-        encoded = [(t, _json(data)) for t, data in events]
+        encoded = self._encode_events(events)
         with self._lock:
             self._check_open()
             run = self._runs.get(run_id)
@@ -192,7 +255,7 @@ class MemoryEventLog:
             run = self._runs.get(run_id)
             if run is None:
                 raise KeyError(f"no run {run_id!r}")
-            run.record = dataclasses.replace(run.record, status=status, updated=time.time())
+            run.record = _replace(run.record, status=status, updated=time.time())
 
     def record_patch(
         self,

@@ -203,6 +203,78 @@ def test_complete_and_skip_agree_call_by_call(case: Case, skips: set[int]) -> No
     assert interp_py.settled(a) == cy.settled(b)
 
 
+def region_case(mod: ModuleType, case: Case) -> Any:
+    """Complete some nodes outside a seeded random region, then complete the region in bulk
+    (`complete_region`) and member by member (`complete_many`), each on its own `copy`."""
+    ir, taken, seed = case
+    rng = random.Random(seed)
+    members = [i for i in ir.topo if rng.random() < 0.5]
+    state, ready = mod.start(ir)
+    for _ in range(rng.randrange(len(ir.nodes) + 1)):
+        outside = [i for i in ready if i not in members]
+        if not outside:
+            break
+        i = outside[rng.randrange(len(outside))]
+        ready.remove(i)
+        new, _ = mod.complete(state, i, [taken.get((i, j), True) for j in ir.successors(i)])
+        ready.extend(new)
+    before = snapshot(state)
+    region = mod.Region(ir, members)
+    ok = mod.region_ready(state, region)
+    bulk_state, many_state = mod.copy(state), mod.copy(state)
+    assert snapshot(bulk_state) == before
+    bulk = mod.complete_region(bulk_state, region)
+    many = mod.complete_many(many_state, members)
+    assert bulk == many
+    assert snapshot(bulk_state) == snapshot(many_state)
+    assert snapshot(state) == before  # a copy shares nothing that changes
+    fields = ("members", "inner", "roots", "rest", "inputs", "outer")
+    return ok, bulk, snapshot(bulk_state), [list(getattr(region, f)) for f in fields]
+
+
+@given(case=graphs())
+@settings(max_examples=200)
+def test_a_region_completes_in_bulk_exactly_as_member_by_member(case: Case) -> None:
+    """The fused region's bulk completion is `complete_many`, on both cores, and the cores
+    agree on the region's tables and on whether it may run."""
+    assert region_case(interp_py, case) == region_case(compiled(), case)
+
+
+def test_region_ready_wants_inputs_done_roots_ready_and_the_rest_pending() -> None:
+    ir = ir_of(
+        """
+        workflow w {
+          a = function "m:a" { effect: pure }
+          b = function "m:b" { effect: pure }
+          c = function "m:c" { effect: pure }
+          d = function "m:d" { effect: pure }
+          a -> b
+          b -> c
+          a -> c
+          c -> d
+        }
+        """
+    )
+    idx = {n.id: k for k, n in enumerate(ir.nodes)}
+    small = ir_of('workflow v {\n  x = function "m:x" { effect: pure }\n}')
+    for mod in (interp_py, compiled()):
+        state, _ = mod.start(ir)
+        region = mod.Region(ir, [idx["b"], idx["c"]])
+        assert list(region.inputs) == [idx["a"]] and list(region.outer) == [idx["d"]]
+        assert not mod.region_ready(state, region)  # a has not run
+        mod.complete(state, idx["a"], None)
+        assert mod.region_ready(state, region)
+        assert mod.complete_region(state, region) == [idx["d"]]
+        assert not mod.region_ready(state, region)  # done: never twice
+        state, _ = mod.start(ir)
+        mod.complete(state, idx["a"], [True, False])  # a -> c untaken: c is skipped
+        assert not mod.region_ready(state, region)
+        with pytest.raises(ValueError, match="region of a 4-node IR"):
+            mod.complete_region(mod.start(small)[0], region)
+        with pytest.raises(ValueError, match="distinct node indices"):
+            mod.Region(ir, [idx["b"], idx["b"]])
+
+
 def drive(mod: ModuleType, case: Case, inline_p: float, fail: tuple[str, int] | None) -> Any:
     """Drive `mod` as the driver does: drain, then complete the nodes it hands back.
 

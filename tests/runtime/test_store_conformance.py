@@ -12,6 +12,7 @@ the in-memory cache's LRU).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import sqlite3
 import threading
@@ -275,16 +276,31 @@ def test_data_is_stored_as_json(stores: Stores) -> None:
     log.create_run(record("r"), [])
     (stored,) = log.append("r", [("t", {"tuple": (1, 2), "nested": {"b": 1, "a": [None]}})])
     assert stored.data == {"tuple": [1, 2], "nested": {"a": [None], "b": 1}}
+    (keyed,) = log.append("r", [("t", {"k": {1: "one"}, "z": 1.5, "a": True})])
+    assert keyed.data == {"k": {"1": "one"}, "z": 1.5, "a": True}
+    assert list(keyed.data) == ["a", "k", "z"]  # canonical JSON: sorted keys
     original = {"list": [1]}
     log.append("r", [("t", original)])
     original["list"].append(2)  # the log kept its own copy
     read = log.read("r")
-    assert read[1].data == {"list": [1]}
-    read[1].data["list"].append(3)  # and so does every reader
-    assert log.read("r")[1].data == {"list": [1]}
+    assert read[2].data == {"list": [1]}
+    read[2].data["list"].append(3)  # and so does every reader
+    assert log.read("r")[2].data == {"list": [1]}
+    assert read[1].data == keyed.data
 
 
-@pytest.mark.parametrize("bad", [{"x": float("nan")}, {"x": {1, 2}}, {"x": object()}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"x": float("nan")},
+        {"x": {1, 2}},
+        {"x": object()},
+        {"x": [float("-inf")]},
+        {"x": b"bytes"},
+        {"x": datetime.datetime(2024, 1, 1)},
+        {"x": frozenset()},
+    ],
+)
 def test_batch_with_bad_event_appends_nothing(stores: Stores, bad: dict[str, Any]) -> None:
     log = stores.events
     log.create_run(record("r"), ev(1))
