@@ -38,6 +38,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from aobc.runtime.agents_remote import AgentOptions, RemoteAgents
 from aobc.runtime.engine import Engine, EngineOptions, Stores
 from aobc.runtime.remote import (
     RESULTS_TOPIC,
@@ -51,11 +52,11 @@ from aobc.runtime.stores.config import StoreConfig
 from aobc.runtime.stores.kafka import KafkaBus, KafkaSettings
 from aobc.runtime.stores.postgres import OutboxRelay
 from aobc.runtime.stores.s3 import S3CAS
+from aobc.runtime.stores.tiered import TieredCAS
 
 log = logging.getLogger("aobc.coordinator")
 
 _NOW = "extract(epoch from clock_timestamp())"
-RELAY_IDLE_WAIT = 0.02  # seconds
 
 
 def default_name() -> str:
@@ -73,6 +74,7 @@ class CoordinatorOptions:
     poll: float = 1.0  # seconds between looks for runs when no NOTIFY came
     max_runs: int = 10_000  # runs driven at once
     remote: RemoteOptions = field(default_factory=RemoteOptions)
+    agents: AgentOptions | None = field(default_factory=AgentOptions)  # None: run them here
     engine: EngineOptions = field(default_factory=EngineOptions)
 
 
@@ -89,16 +91,19 @@ class Coordinator:
         self.log = CoordinatorLog(config.postgres, options.name)
         try:
             self.bus = KafkaBus(kafka)
-            self.cas = KnownCAS(S3CAS(config.s3))
+            self.cas = KnownCAS(TieredCAS(self.log, S3CAS(config.s3)))
         except BaseException:
             self.log.close()
             raise
-        # A short idle wait: the NOTIFY wakes the relay, but one that lands while the relay
-        # is busy publishing can be missed, and then this bounds the delay.
-        self.relay = OutboxRelay(self.log, self.bus, idle_wait=RELAY_IDLE_WAIT).start()
+        # Direct: the coordinator's jobs are produced as their transaction commits; the
+        # relay's thread deletes them once acknowledged and sweeps up anyone's leftovers.
+        self.relay = OutboxRelay(self.log, self.bus, direct=True).start()
         self.engine = Engine(Stores(self.log, self.cas), options.engine)
         self.nodes = RemoteNodes(self.engine, self.log, self.cas, options.remote)
         self.engine.nodes = self.nodes
+        if options.agents is not None:  # agent nodes go to agent runners (agents_remote.py)
+            group = f"coordinator.{self.name}"
+            self.nodes.agents = RemoteAgents(self.engine, self.log, self.bus, group, options.agents)
         self.driving: dict[str, asyncio.Task[None]] = {}
         self.finished = 0
         self._listen: psycopg.Connection[Any] | None = None
@@ -241,6 +246,8 @@ class Coordinator:
                 self.release(run_id)
         results.cancel()
         await asyncio.gather(results, return_exceptions=True)
+        if self.nodes.agents is not None:
+            await self.nodes.agents.aclose()
         await self.engine.close()
 
     def close(self) -> None:

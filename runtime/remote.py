@@ -7,7 +7,8 @@ conditions, joins, timers, approvals, and the orchestration of maps and sub-work
 in the coordinator.
 
 Write-ahead, through the outbox: `starting()` queues a node's job on `CoordinatorLog`, whose
-next append writes it in the same transaction as the node's `node.started`. So a job exists
+next append writes it in the same statement as the node's `node.started` (with the lease
+check: `PostgresEventLog.append_leased`), and produces it as soon as that commits. So a job exists
 exactly when its start is durable; a coordinator that dies after the commit leaves a job that
 Kafka still delivers, and one that dies before leaves neither.
 
@@ -44,6 +45,7 @@ from aobc.runtime.stores.base import CAS, Event
 from aobc.runtime.stores.postgres import OutboundMessage, PostgresEventLog
 
 if TYPE_CHECKING:
+    from aobc.runtime.agents_remote import RemoteAgents
     from aobc.runtime.driver import RunDriver
     from aobc.runtime.engine import Engine
 
@@ -96,18 +98,18 @@ class CoordinatorLog(PostgresEventLog):
             raise LeaseLost(f"run {root} is not leased by {self.owner}")
         pending = self._outgoing.get(run_id, [])
         sent = len(pending)
-        with self.transaction() as tx:
-            # FOR SHARE: a takeover (which updates the row) waits for this commit, and an
-            # append after a takeover finds a new epoch and writes nothing.
-            if not tx.execute(
-                "SELECT 1 FROM run_leases WHERE run_id = %s AND owner = %s AND epoch = %s"
-                " FOR SHARE",
-                (root, self.owner, epoch),
-            ):
-                raise LeaseLost(f"run {root}: lease epoch {epoch} of {self.owner} was taken")
-            stored = tx.append(run_id, events, expect_seq=expect_seq)
-            for m in [*pending[:sent], *messages]:
-                tx.send(m.topic, m.key, m.message)
+        # One statement: the lease check (FOR SHARE: a takeover, which updates the row, waits
+        # for this commit, and an append after a takeover finds a new epoch and writes
+        # nothing), the events and the queued messages.
+        stored = self.append_leased(
+            run_id,
+            events,
+            lease=(root, self.owner, epoch),
+            expect_seq=expect_seq,
+            messages=[*pending[:sent], *messages],
+        )
+        if stored is None:
+            raise LeaseLost(f"run {root}: lease epoch {epoch} of {self.owner} was taken")
         del pending[:sent]  # only once committed: a Conflict keeps them for the retry
         if not pending:
             self._outgoing.pop(run_id, None)
@@ -173,6 +175,9 @@ class RemoteNodes(NodeExecutors):
         # Job key -> (run id, future of its result). Registered before the job can be
         # published, so a result never arrives before its waiter.
         self.waiters: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        # Agent nodes go to agent runners through this (runtime/agents_remote.py); None: they
+        # run here, in the coordinator.
+        self.agents: RemoteAgents | None = None
 
     # --- results ------------------------------------------------------------------------
 
@@ -187,6 +192,8 @@ class RemoteNodes(NodeExecutors):
 
     def abandon(self, run_id: str) -> None:
         """Stop waiting for the results of a run this coordinator no longer drives."""
+        if self.agents is not None:
+            self.agents.abandon(run_id)
         for key, (run, future) in list(self.waiters.items()):
             if root_run(run) == run_id:
                 del self.waiters[key]
@@ -196,6 +203,9 @@ class RemoteNodes(NodeExecutors):
 
     def starting(self, d: RunDriver, i: int, attempt: int) -> None:
         cfg = d.configs[i]
+        if cfg["type"] == "agent" and self.agents is not None:
+            self.agents.starting(d, i, attempt)
+            return
         if cfg["type"] not in REMOTE_KINDS:
             return
         run_id = d.state.run_id
@@ -223,6 +233,8 @@ class RemoteNodes(NodeExecutors):
         item: int | None,
         sub: Any = None,
     ) -> Any:
+        if cfg["type"] == "agent" and self.agents is not None:
+            return await self.agents.run(d, node_id, cfg, env, item)
         if cfg["type"] not in REMOTE_KINDS:
             return await super().run_spec(d, node_id, cfg, env, item, sub)
         run_id = d.state.run_id

@@ -23,25 +23,61 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--path", action="append", default=[], metavar="DIR", help="import functions from DIR"
     )
+    add_agent_flags(p)
+
+
+def add_agent_flags(p: argparse.ArgumentParser) -> None:
+    from aobc.cli.agent_runner import add_agent_topic_flags
+
+    g = p.add_argument_group("agent nodes")
+    g.add_argument(
+        "--agents", choices=("runners", "local"), default="runners",
+        help="answered by agent runners on agent.jobs (default), or called from here",
+    )  # fmt: skip
+    g.add_argument(
+        "--agent-deadline", type=float, default=600.0, metavar="S",
+        help="reply deadline of an agent node with no timeout",
+    )  # fmt: skip
+    g.add_argument(
+        "--agent-grace", type=float, default=2.0, metavar="S",
+        help="how long after its deadline an answer may still arrive",
+    )  # fmt: skip
+    g.add_argument(
+        "--review-agent", choices=("none", "effectful", "all"), default="none",
+        help="agent patches that wait for an approver",
+    )  # fmt: skip
+    g.add_argument("--review-human", action="store_true", help="human patches wait too")
+    add_agent_topic_flags(g)
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    from aobc.cli.agent_runner import agent_topics
     from aobc.cli.cluster import store_errors
+    from aobc.runtime.agents_remote import AgentOptions
     from aobc.runtime.coordinator import Coordinator, CoordinatorOptions
     from aobc.runtime.engine import EngineOptions
     from aobc.runtime.remote import RemoteOptions
+    from aobc.runtime.review import ReviewPolicy
 
     config = store_config(args, "postgres", "kafka", "s3")
     options = CoordinatorOptions(
         lease_ttl=args.lease_ttl,
         poll=args.poll,
         remote=RemoteOptions(priority=args.priority),
-        engine=EngineOptions(policy=policy_from(args), search_path=args.path, poll_interval=0.5),
+        engine=EngineOptions(
+            policy=policy_from(args),
+            search_path=args.path,
+            poll_interval=0.5,
+            review=ReviewPolicy(agent=args.review_agent, human=args.review_human),
+        ),
+        agents=None
+        if args.agents == "local"
+        else AgentOptions(reply_deadline=args.agent_deadline, grace=args.agent_grace),
     )
     if args.name:
         options.name = args.name
     with store_errors():
-        coordinator = Coordinator(config, options, kafka_for(args, config))
+        coordinator = Coordinator(config, options, agent_topics(args, kafka_for(args, config)))
     try:
         sys.stderr.write(f"coordinator {options.name} ready\n")
         sys.stderr.flush()

@@ -3,7 +3,7 @@
     config = StoreConfig.from_env()          # or StoreConfig.from_args(args)
     with DistributedStores.open(config) as stores:
         stores.events.append(...)             # Postgres
-        stores.cas.put(...)                   # S3
+        stores.cas.put(...)                   # Postgres (small) or S3
         await stores.bus.publish(...)         # Kafka
         stores.cache.get(...)                 # Redis
 
@@ -22,6 +22,7 @@ from aobc.runtime.stores.kafka import KafkaBus, KafkaSettings
 from aobc.runtime.stores.postgres import OutboxRelay, PostgresEventLog
 from aobc.runtime.stores.redis import RedisCache
 from aobc.runtime.stores.s3 import S3CAS
+from aobc.runtime.stores.tiered import TieredCAS
 
 
 def kafka_settings(url: str, **overrides: Any) -> KafkaSettings:
@@ -35,7 +36,7 @@ class DistributedStores:
     """The four stores of one process on the distributed backend."""
 
     events: PostgresEventLog
-    cas: S3CAS
+    cas: TieredCAS  # small objects in Postgres, the rest in S3
     bus: KafkaBus
     cache: RedisCache
     relay: OutboxRelay | None = None
@@ -47,9 +48,11 @@ class DistributedStores:
         *,
         relay: bool = False,
         kafka: KafkaSettings | None = None,
+        direct: bool = True,
     ) -> DistributedStores:
         """Open every store of `config` (all four are required); `kafka` replaces the
-        settings the Kafka URL gives."""
+        settings the Kafka URL gives; `direct`: the relay publishes this process's own
+        messages at commit (see `OutboxRelay`)."""
         config.require("postgres", "kafka", "s3", "redis")
         assert config.postgres and config.kafka and config.s3 and config.redis
         opened: list[object] = []
@@ -58,13 +61,14 @@ class DistributedStores:
             opened.append(events)
             bus = KafkaBus(kafka or kafka_settings(config.kafka))
             opened.append(bus)
-            stores = cls(events, S3CAS(config.s3), bus, RedisCache(config.redis))
+            cas = TieredCAS(events, S3CAS(config.s3))
+            stores = cls(events, cas, bus, RedisCache(config.redis))
         except BaseException:
             for store in reversed(opened):
                 store.close()  # type: ignore[attr-defined]
             raise
         if relay:
-            stores.relay = OutboxRelay(events, bus).start()
+            stores.relay = OutboxRelay(events, bus, direct=direct).start()
         return stores
 
     def close(self) -> None:
