@@ -48,6 +48,7 @@ COMMANDS: Final = {
     "start": ("aobc.cli.start", "start a run for the distributed runtime's coordinators"),
     "coordinator": ("aobc.cli.coordinator", "drive runs on Kafka, Postgres, S3 and Redis"),
     "worker": ("aobc.cli.worker", "run node jobs from Kafka for the coordinators"),
+    "agent-runner": ("aobc.cli.agent_runner", "answer agent nodes' LLM calls from agent.jobs"),
 }
 
 
