@@ -1,6 +1,7 @@
-"""`aobc serve`: the HTTP control plane over the embedded store.
+"""`aobc serve`: the HTTP control plane over the embedded store or the distributed runtime.
 
     aobc serve --store DIR --tokens tokens.toml [--host 127.0.0.1] [--port 8080]
+    aobc serve --postgres-url URL --s3-url URL --tokens tokens.toml   # or $AOBC_*_URL
     aobc serve --no-auth                       # local use only: every caller may do anything
     aobc serve token add --tokens tokens.toml --subject alice --role operator
     aobc serve token hash < token.txt          # the hash line for a token you already have
@@ -28,7 +29,10 @@ from aobc.errors import AobcError
 
 
 def register(p: argparse.ArgumentParser) -> None:
+    from aobc.runtime.stores.config import StoreConfig
+
     add_store_flag(p)
+    StoreConfig.add_arguments(p)  # the distributed runtime's stores, instead of --store
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (0: pick a free one)")
     p.add_argument("--tokens", metavar="FILE", help="bearer tokens file (TOML or JSON, hashed)")
@@ -186,6 +190,53 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
+def _distributed(args: argparse.Namespace) -> Any:
+    """The StoreConfig to serve the distributed runtime from, or None for the embedded store.
+
+    Distributed when `--store` is a postgres:// URL, or a store URL flag is given, or (no
+    `--store`) $AOBC_POSTGRES_URL is set. It needs Postgres and S3; Kafka and Redis are the
+    coordinators' and workers' business (this server publishes no job, runs no node)."""
+    from aobc.cli.cluster import store_errors
+    from aobc.runtime.stores.config import SOURCES, StoreConfig
+
+    store = args.store or ""
+    flags = any(getattr(args, f"{s}_url", None) for s in SOURCES)
+    if "://" in store:
+        if store.split("://", 1)[0] not in ("postgres", "postgresql"):
+            raise AobcError(
+                Diagnostic.error(
+                    ec.STORE_CONFIG,
+                    f"--store {store.split('://', 1)[0]}:// is not a store: give --store DIR, "
+                    "or the distributed stores' URLs (--postgres-url and --s3-url)",
+                )
+            )
+        args.postgres_url = args.postgres_url or store
+    elif store and flags:
+        raise _usage("give --store DIR or the distributed stores' URLs, not both")
+    elif store:
+        return None
+    config = StoreConfig.from_args(args)
+    if config.postgres is None and not flags:
+        return None
+    with store_errors():
+        config.require("postgres", "s3")
+    return config
+
+
+def _distributed_options(args: argparse.Namespace, config: Any) -> Any:
+    from aobc.api.distributed import DistributedOptions
+    from aobc.runtime.review import ReviewPolicy
+
+    return DistributedOptions(
+        config=config,
+        policy=policy_from(args),
+        review=ReviewPolicy(agent=args.review_agent, human=args.review_human),
+        mode=args.mode,
+        search_path=[str(Path(p).resolve()) for p in args.path],
+        sse_buffer=args.sse_buffer,
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
@@ -195,24 +246,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     from aobc.api.app import create_app
     from aobc.api.auth import TokenStore
+    from aobc.api.backend import ControlPlane
     from aobc.api.embedded import EmbeddedControlPlane
     from aobc.api.settings import Settings
 
-    if args.store and "://" in args.store:
-        # The seam is aobc.api.backend.ControlPlane; only the embedded one exists so far.
-        raise AobcError(
-            Diagnostic.error(
-                ec.STORE_CONFIG,
-                f"{args.store.split('://', 1)[0]}:// stores are not served yet: the distributed "
-                "runtime has no control-plane backend in this build; give --store DIR",
-            )
-        )
     if args.tokens and args.no_auth:
         raise _usage("give --tokens or --no-auth, not both")
     if not args.tokens and not args.no_auth:
         raise _usage("give --tokens FILE (see `aobc serve token add`), or --no-auth for local use")
     if args.no_auth and not _loopback(args.host):
         raise _usage(f"--no-auth serves only loopback addresses, not {args.host}")
+    config = _distributed(args)  # before listening: a bad store URL is refused first
     tokens = TokenStore(args.tokens) if args.tokens else None
     settings = Settings(tokens=tokens, heartbeat=args.heartbeat, stall=args.stall)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -232,7 +276,15 @@ def _serve(args: argparse.Namespace) -> int:
                 ec.IO_ERROR, f"cannot listen on {args.host}:{args.port}: {err.strerror}"
             )
         ) from None
-    cp = EmbeddedControlPlane(_options(args))
+    cp: ControlPlane
+    if config is None:
+        cp = EmbeddedControlPlane(_options(args))
+    else:
+        from aobc.api.distributed import DistributedControlPlane
+        from aobc.cli.cluster import store_errors
+
+        with store_errors():
+            cp = DistributedControlPlane(_distributed_options(args, config))
     app = create_app(cp, settings)
     config = uvicorn.Config(
         app,

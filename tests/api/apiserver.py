@@ -57,7 +57,7 @@ def write_tokens(path: Path) -> dict[str, str]:
 @dataclass
 class Server:
     url: str
-    store: Path
+    store: Path | str
     proc: subprocess.Popen[str]
     tokens: dict[str, str]
     log: list[str] = field(default_factory=list)
@@ -82,7 +82,7 @@ class Server:
 
 
 def start(
-    store: Path,
+    store: Path | str,  # a directory, or a postgres:// URL (the distributed runtime)
     tokens_file: Path,
     *args: str,
     env: dict[str, str] | None = None,

@@ -4,6 +4,7 @@ on decisions, hashed tokens re-read on change, and the guarded no-auth mode."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -192,10 +193,20 @@ def test_serve_refuses_a_store_url_it_cannot_serve(
 ) -> None:
     from aobc.cli import main
 
-    code = main(["serve", "--store", "postgres://127.0.0.1/aobc", "--no-auth"])
+    code = main(["serve", "--store", "redis://127.0.0.1/0", "--no-auth"])
     err = capsys.readouterr().err
     assert code == 1
-    assert "postgres://" in err and "[store-config]" in err and "Traceback" not in err
+    assert "redis://" in err and "[store-config]" in err and "Traceback" not in err
+    # A Postgres URL is the distributed runtime, which needs its S3 store too.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AOBC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "aobc", "serve", "--store", "postgres://127.0.0.1/aobc",
+         "--no-auth"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "s3" in done.stderr and "[store-config]" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_held_human_patch_needs_a_second_person(tmp_path: Path) -> None:
