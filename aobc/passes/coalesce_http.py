@@ -45,7 +45,9 @@ not keep their order, and one failing request no longer stops the others.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+import functools
+import heapq
+from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -115,40 +117,123 @@ def reorderable(n: Node) -> bool:
 # --- facts about the workflow -----------------------------------------------------------
 
 
+class _Memo:
+    """What one run asks about each node again after every batch, kept while the node
+    object is unchanged (a batch rewrites only the nodes it touches)."""
+
+    def __init__(self) -> None:
+        self._reads: dict[int, tuple[Node, frozenset[str]]] = {}
+        self._fixed: dict[int, tuple[Node, bool]] = {}
+
+    def reads(self, n: Node) -> frozenset[str]:
+        hit = self._reads.get(id(n))
+        if hit is None or hit[0] is not n:
+            hit = self._reads[id(n)] = (n, frozenset(reads(n)))
+        return hit[1]
+
+    def reorderable(self, n: Node) -> bool:
+        hit = self._fixed.get(id(n))
+        if hit is None or hit[0] is not n:
+            hit = self._fixed[id(n)] = (n, reorderable(n))
+        return hit[1]
+
+
+@functools.lru_cache(maxsize=65536)
+def _origin(url: str) -> Origin | None:
+    return origin_of(url)
+
+
 @dataclass(frozen=True)
 class _Facts:
+    """What planning asks about the workflow. Node sets are ints used as bitsets, bit
+    `order[id]` standing for a node, so the questions stay linear on big graphs."""
+
     wf: Workflow
     graph: Graph
-    order: dict[str, int]  # topological position
-    anc: dict[str, frozenset[str]]
+    order: dict[str, int]  # topological position, and the node's bit
+    ids: list[str]  # by topological position
+    anc: dict[str, int]  # ancestors
     always: frozenset[str]
-    gates: dict[str, frozenset[str]]
-    need: dict[str, frozenset[str]]  # ancestors each node must keep (see `_needed`)
+    gates: dict[str, int]  # the approvals upstream of each node
     racy: dict[str, str]  # a join downstream of the node that takes what comes first
+    approvals: int
+    taken: frozenset[str]  # node ids in use
+    position: dict[int, int]  # id(edge) -> its index in wf.edges
+    declared: dict[str, int]  # position in graph.nodes
+    fixed: int  # nodes that may not be reordered
+    guards: dict[str, set[str]]  # see `_guard_reads`
+    memo: _Memo
+    _need: dict[str, int]  # filled in by `need`, for the few nodes planning asks about
 
     @staticmethod
-    def of(wf: Workflow, graph: Graph, topo: list[str]) -> _Facts:
-        anc: dict[str, frozenset[str]] = {}
+    def of(wf: Workflow, graph: Graph, topo: list[str], memo: _Memo) -> _Facts:
+        order = {nid: i for i, nid in enumerate(topo)}
+        fixed = 0  # nodes that may not be reordered
+        approvals = 0
+        for nid, n in graph.nodes.items():
+            if not memo.reorderable(n):
+                fixed |= 1 << order[nid]
+            if isinstance(n, ApprovalNode):
+                approvals |= 1 << order[nid]
+        anc: dict[str, int] = {}
+        gates: dict[str, int] = {}
         for nid in topo:
-            acc: set[str] = set()
+            acc = gated = 0
             for e in graph.preds[nid]:
-                acc |= anc[e.src]
-                acc.add(e.src)
-            anc[nid] = frozenset(acc)
-        guards = _guard_reads(graph)
-        need = {
-            nid: frozenset(_needed(graph, nid, anc[nid], guards.get(nid, set()))) for nid in topo
-        }
+                bit = 1 << order[e.src]
+                acc |= anc[e.src] | bit
+                gated |= gates[e.src]
+                if isinstance(graph.nodes[e.src], ApprovalNode):
+                    gated |= bit
+            anc[nid] = acc
+            gates[nid] = gated
         return _Facts(
             wf,
             graph,
-            {nid: i for i, nid in enumerate(topo)},
+            order,
+            topo,
             anc,
             frozenset(always_runs(graph)),
-            gated_by(graph),
-            need,
+            gates,
             first_come_joins(graph, topo),
+            approvals,
+            frozenset(n.id for n in wf.nodes),
+            {id(e): i for i, e in enumerate(wf.edges)},
+            {nid: i for i, nid in enumerate(graph.nodes)},
+            fixed,
+            _guard_reads(graph),
+            memo,
+            {},
         )
+
+    def bit(self, nid: str) -> int:
+        return 1 << self.order[nid]
+
+    def need(self, nid: str) -> int:
+        """The ancestors `nid` must keep: what it or the guards leaving it read, and every
+        one when either side may not be reordered."""
+        out = self._need.get(nid)
+        if out is None:
+            anc = self.anc[nid]
+            if self.fixed >> self.order[nid] & 1:
+                out = anc
+            else:
+                wanted = self.fixed
+                for x in self.memo.reads(self.graph.nodes[nid]) | self.guards.get(nid, set()):
+                    if x in self.order:
+                        wanted |= 1 << self.order[x]
+                out = wanted & anc
+            self._need[nid] = out
+        return out
+
+    def members_of(self, bits: int) -> list[str]:
+        """The ids in a set, in topological order."""
+        out = []
+        while bits:
+            low = bits & -bits
+            out.append(self.ids[low.bit_length() - 1])
+            bits ^= low
+        return out
 
 
 def _guard_reads(graph: Graph) -> dict[str, set[str]]:
@@ -159,16 +244,6 @@ def _guard_reads(graph: Graph) -> dict[str, set[str]]:
             if e.when is not None:
                 out.setdefault(nid, set()).update(root_names(cached_expr(e.when)) - {nid})
     return out
-
-
-def _needed(graph: Graph, nid: str, ancestors: frozenset[str], guards: set[str]) -> set[str]:
-    """The ancestors of `nid` that must stay ancestors: what it or its guards read, and
-    every one when either side may not be reordered."""
-    node = graph.nodes[nid]
-    if not reorderable(node):
-        return set(ancestors)
-    wanted = (reads(node) | guards) & ancestors
-    return wanted | {a for a in ancestors if not reorderable(graph.nodes[a])}
 
 
 # --- who may be a member ----------------------------------------------------------------
@@ -182,7 +257,7 @@ def _ineligible(n: HttpNode, facts: _Facts) -> str | None:
             f'"{n.id}" is effectful: a batch sends its requests concurrently, '
             "so it would not keep their order"
         )
-    if origin_of(n.url) is None:
+    if _origin(n.url) is None:
         return f'the host of "{n.id}" is computed at run time'
     if n.cache is not None:
         return f'"{n.id}" is cache-marked'
@@ -198,8 +273,8 @@ def _ineligible(n: HttpNode, facts: _Facts) -> str | None:
 
 #: What members must share, in the order near misses are explained.
 _ATTRIBUTES: Final[tuple[tuple[str, Callable[[HttpNode], object]], ...]] = (
-    ("different hosts", lambda n: (origin_of(n.url) or ("", "", 0))[1]),
-    ("different origins", lambda n: origin_of(n.url)),
+    ("different hosts", lambda n: (_origin(n.url) or ("", "", 0))[1]),
+    ("different origins", lambda n: _origin(n.url)),
     ("different effects", lambda n: n.effect),
     ("different auth", lambda n: n.auth),
     ("different headers", lambda n: n.headers),
@@ -214,13 +289,21 @@ def _key(n: HttpNode, facts: _Facts) -> tuple[object, ...]:
     return (*(get(n) for _, get in _ATTRIBUTES), facts.gates[n.id])
 
 
+def _agreement(a: HttpNode, b: HttpNode) -> int:
+    """How many of `_ATTRIBUTES` two candidates agree on before they first differ."""
+    for i, (_, get) in enumerate(_ATTRIBUTES):
+        if get(a) != get(b):
+            return i
+    return len(_ATTRIBUTES)
+
+
 def _mismatch(a: HttpNode, b: HttpNode, facts: _Facts) -> tuple[int, str]:
     """How far two candidates agree, and the first thing they differ in."""
-    for i, (what, get) in enumerate(_ATTRIBUTES):
-        if get(a) != get(b):
-            return i, what
+    i = _agreement(a, b)
+    if i < len(_ATTRIBUTES):
+        return i, _ATTRIBUTES[i][0]
     ga, gb = facts.gates[a.id], facts.gates[b.id]
-    gate = sorted(ga ^ gb)[0] if ga != gb else ""
+    gate = min(facts.members_of(ga ^ gb)) if ga != gb else ""
     return len(_ATTRIBUTES), f'across approval "{gate}"'
 
 
@@ -259,10 +342,13 @@ def _sure(e: Edge, facts: _Facts) -> bool:
 def _cuts(members: Sequence[str], facts: _Facts) -> frozenset[EdgeKey]:
     """The ordering-only edges into a member from another member or its descendants."""
     cut: set[EdgeKey] = set()
+    every = 0
+    for m in members:
+        every |= facts.bit(m)
     for b in members:
-        others = [a for a in members if a != b]
+        others = every & ~facts.bit(b)
         for e in facts.graph.preds[b]:
-            if not any(e.src == a or a in facts.anc[e.src] for a in others):
+            if not (facts.anc[e.src] | facts.bit(e.src)) & others:
                 continue
             if is_data_edge(e, facts.graph):
                 raise Refused(f'"{b}" depends on "{e.src}"', (b, e.src))
@@ -291,11 +377,16 @@ def _same_conditions(members: Sequence[str], cut: frozenset[EdgeKey], facts: _Fa
 def _merged_edges(
     members: Sequence[str], batch: str, cut: frozenset[EdgeKey], facts: _Facts
 ) -> dict[EdgeKey, Edge]:
-    """The edges after the merge (cut ones gone, members renamed), by key."""
+    """The edges at a member after the merge (cut ones gone, members renamed), by key; the
+    other edges stay as they are."""
     rename = dict.fromkeys(members, batch)
+    touching: dict[int, Edge] = {}
+    for m in members:
+        for e in (*facts.graph.preds[m], *facts.graph.succs[m]):
+            touching[facts.position[id(e)]] = e
     out: dict[EdgeKey, Edge] = {}
-    for e in facts.wf.edges:
-        if e.key in cut or e.src not in facts.graph.nodes or e.dst not in facts.graph.nodes:
+    for _, e in sorted(touching.items()):
+        if e.key in cut:
             continue
         new = dataclasses.replace(e, src=rename.get(e.src, e.src), dst=rename.get(e.dst, e.dst))
         old = out.get(new.key)
@@ -311,74 +402,150 @@ def _both(a: Edge, b: Edge) -> str | None:
     return normalize_expr(to_source(BoolOp("and", (cached_expr(a.when), cached_expr(b.when)))))
 
 
-def _ancestors(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
-    """Ancestor sets of a graph given by its edges; raises Refused on a cycle."""
-    preds: dict[str, list[str]] = {n: [] for n in nodes}
-    succs: dict[str, list[str]] = {n: [] for n in preds}
-    for s, d in edges:
-        preds[d].append(s)
-        succs[s].append(d)
-    indeg = {n: len(p) for n, p in preds.items()}
-    ready = [n for n, k in indeg.items() if k == 0]
-    anc: dict[str, set[str]] = {}
-    while ready:
-        n = ready.pop()
-        anc[n] = set().union(*(anc[p] | {p} for p in preds[n]))
-        for d in succs[n]:
-            indeg[d] -= 1
-            if indeg[d] == 0:
-                ready.append(d)
-    if len(anc) != len(preds):
-        stuck = sorted(set(preds) - set(anc))
-        raise Refused(f'merging would create a cycle through "{stuck[0]}"', stuck[:1])
-    return anc
+class _Merged:
+    """The workflow after a merge, as ancestor sets relative to the one before it.
+
+    Merging adds and cuts ancestors. Everything upstream of a member is upstream of the
+    batch (`before`), and the batch is upstream of everything downstream of a member. What
+    is cut is what reached a member only through a cut edge; it stays upstream of a node
+    downstream of the batch only through a path that avoids the batch, so `lost` follows
+    it from the batch's successors and stops where every such node is still reached.
+    Member bits stand for the batch.
+    """
+
+    def __init__(self, members: Sequence[str], cut: frozenset[EdgeKey], facts: _Facts) -> None:
+        self.facts = facts
+        self.members = members
+        self.mask = 0
+        for m in members:
+            self.mask |= facts.bit(m)
+        before = 0
+        upstream = 0
+        for m in members:
+            upstream |= facts.anc[m]
+            for e in facts.graph.preds[m]:
+                if e.key not in cut:
+                    before |= facts.anc[e.src] | facts.bit(e.src)
+        self.before = before  # the batch's ancestors
+        self.cut_off = upstream & ~before & ~self.mask  # what the batch no longer has upstream
+        self.extra: dict[str, list[str]] = {}  # added edges, by target
+        self.lost: dict[str, int] = {}
+        self._walk()
+
+    def add(self, x: str, y: str) -> None:
+        self.extra.setdefault(y, []).append(x)
+        if y in self.facts.order:
+            self._walk()
+        else:  # an edge into the batch
+            self.before |= self.incl(x)
+
+    def below(self, nid: str) -> bool:
+        """Whether a node (not a member) is downstream of the batch."""
+        return bool(self.facts.anc[nid] & self.mask)
+
+    def anc(self, nid: str) -> int:
+        """The ancestors of a node that is not a member, after the merge."""
+        facts = self.facts
+        if not self.below(nid):
+            return facts.anc[nid]
+        return facts.anc[nid] & ~self.lost.get(nid, 0) | self.mask | self.before
+
+    def incl(self, nid: str) -> int:
+        if nid in self.members or nid not in self.facts.order:
+            return self.mask | self.before
+        return self.anc(nid) | self.facts.bit(nid)
+
+    def _walk(self) -> None:
+        facts = self.facts
+        self.lost = {}
+        if not self.cut_off:
+            return
+        seen: set[str] = set()
+        heap: list[tuple[int, str]] = []
+        for m in self.members:
+            for e in facts.graph.succs[m]:
+                if e.dst not in self.members:
+                    heap.append((facts.order[e.dst], e.dst))
+        heapq.heapify(heap)
+        while heap:
+            _, d = heapq.heappop(heap)
+            if d in seen:
+                continue
+            seen.add(d)
+            keep = self.mask | self.before
+            for e in facts.graph.preds[d]:
+                keep |= self.incl(e.src)
+            for x in self.extra.get(d, ()):
+                keep |= self.incl(x)
+            gone = facts.anc[d] & ~keep
+            if gone:
+                self.lost[d] = gone
+                for e in facts.graph.succs[d]:
+                    if e.dst not in seen and e.dst not in self.members:
+                        heapq.heappush(heap, (facts.order[e.dst], e.dst))
 
 
-def _requirements(members: Sequence[str], batch: str, facts: _Facts) -> dict[str, dict[str, str]]:
-    """For each node after the merge, the nodes that must stay upstream of it, each with
-    the original node that needs it (a member, for the batch)."""
-    rename = dict.fromkeys(members, batch)
-    out: dict[str, dict[str, str]] = {}
-    for y, needed in facts.need.items():
-        my = rename.get(y, y)
-        for x in needed:
-            mx = rename.get(x, x)
-            if mx != my:
-                out.setdefault(my, {}).setdefault(mx, y)
-            elif x in reads(facts.graph.nodes[y]):
+def _check_members(members: Sequence[str], facts: _Facts) -> None:
+    """Refuses when a member needs another member upstream of it."""
+    mask = 0
+    for m in members:
+        mask |= facts.bit(m)
+    for y in sorted(members, key=facts.order.__getitem__):
+        for x in facts.members_of(facts.need(y) & mask):
+            if x in reads(facts.graph.nodes[y]):
                 raise Refused(f'"{y}" depends on "{x}"', (y, x))
-            elif not (reorderable(facts.graph.nodes[x]) and reorderable(facts.graph.nodes[y])):
+            if not (reorderable(facts.graph.nodes[x]) and reorderable(facts.graph.nodes[y])):
                 raise Refused(f'"{y}" must stay after "{x}"', (y, x))
             # else a guard on an edge leaving y reads x: after the merge it reads its source
-    return out
 
 
-def _keep_order(
-    members: Sequence[str], batch: str, edges: dict[EdgeKey, Edge], facts: _Facts
-) -> tuple[tuple[str, str], ...]:
-    """Ordering edges that keep every needed ancestor upstream, added latest-first."""
-    nodes = [n for n in facts.graph.nodes if n not in members] + [batch]
-    pairs = [(e.src, e.dst) for e in edges.values()]
-    required = _requirements(members, batch, facts)
+def _keep_order(members: Sequence[str], batch: str, merged: _Merged) -> tuple[tuple[str, str], ...]:
+    """Ordering edges that keep every needed ancestor upstream, added node by node in
+    declaration order (the batch last), each from the latest missing nodes first."""
+    facts = merged.facts
+    _check_members(members, facts)
     added: list[tuple[str, str]] = []
-    while True:
-        anc = _ancestors(nodes, pairs + added)
-        missing = next(
-            ((y, set(required[y]) - anc[y]) for y in nodes if set(required.get(y, ())) - anc[y]),
-            None,
-        )
-        if missing is None:
-            return tuple(added)
-        y, xs = missing
-        for x in sorted(x for x in xs if not any(x in anc[o] for o in xs)):
-            _check_added(x, y, required[y][x], anc, facts)
-            added.append((x, y))
+    # Only a node downstream of the batch can lose an ancestor, and only one it lost.
+    todo = sorted(
+        (y for y, lost in merged.lost.items() if facts.need(y) & lost),
+        key=facts.declared.__getitem__,
+    )
+    for y in todo:
+        missing = facts.members_of(facts.need(y) & merged.lost.get(y, 0))
+        if missing:
+            added += _fix(missing, y, {x: y for x in missing}, merged)
+    ordered = sorted(members, key=facts.order.__getitem__)
+    upstream = 0
+    for m in ordered:
+        upstream |= facts.need(m)
+    missing = facts.members_of(upstream & ~merged.mask & ~merged.before)
+    if missing:
+        # Each is needed by the first member (in topological order) that needs it.
+        who = {x: next(m for m in ordered if facts.need(m) & facts.bit(x)) for x in missing}
+        added += _fix(missing, batch, who, merged)
+    return tuple(added)
 
 
-def _check_added(x: str, y: str, who: str, anc: dict[str, set[str]], facts: _Facts) -> None:
+def _fix(missing: list[str], y: str, who: dict[str, str], merged: _Merged) -> list[tuple[str, str]]:
+    """Edges into `y` from the missing nodes no other missing node follows."""
+    facts = merged.facts
+    bits = 0
+    for o in missing:
+        bits |= merged.anc(o)
+    latest = sorted(x for x in missing if not bits & facts.bit(x))
+    for x in latest:
+        _check_added(x, y, who[x], merged)
+    for x in latest:
+        merged.add(x, y)
+    return [(x, y) for x in latest]
+
+
+def _check_added(x: str, y: str, who: str, merged: _Merged) -> None:
     """An added edge x -> y must not loop, change when y runs, or change y's inputs.
     `who` is the node that needs x upstream: y itself, or the member y stands for."""
-    if y == x or y in anc[x]:
+    facts = merged.facts
+    above = y in facts.order and merged.anc(x) & facts.bit(y)
+    if y == x or above or (y not in facts.order and merged.below(x)):
         if x in reads(facts.graph.nodes[who]):
             raise Refused(f'"{who}" depends on "{x}"', (who, x))
         raise Refused(f'"{who}" must stay after "{x}"', (who, x))
@@ -402,14 +569,30 @@ def _check_gates(
     batch: str,
     edges: dict[EdgeKey, Edge],
     added: tuple[tuple[str, str], ...],
-    facts: _Facts,
+    merged: _Merged,
 ) -> None:
-    """No node may move across an approval: every node keeps the approvals upstream of it."""
+    """No node may move across an approval: every node keeps the approvals upstream of it.
+
+    Members share their approvals, so a merge should neither add nor cut one; that is
+    checked on the bitsets, and only when it fails is the merged graph built to say where.
+    """
+    facts = merged.facts
+    common = facts.gates[members[0]]
+    if merged.before & facts.approvals == common and not any(
+        bits & facts.approvals for bits in merged.lost.values()
+    ):
+        return
     nodes = {nid: n for nid, n in facts.graph.nodes.items() if nid not in members}
     nodes[batch] = facts.graph.nodes[members[0]]
-    after = gated_by(_graph(nodes, [*edges.values(), *(Edge(src=x, dst=y) for x, y in added)]))
+    rest = [
+        e
+        for e in facts.wf.edges
+        if e.src in nodes and e.dst in nodes and e.src in facts.graph.nodes
+    ]
+    everything = [*rest, *edges.values(), *(Edge(src=x, dst=y) for x, y in added)]
+    after = gated_by(_graph(nodes, everything))
     for nid, gates in after.items():
-        before = facts.gates[members[0] if nid == batch else nid]
+        before = frozenset(facts.members_of(facts.gates[members[0] if nid == batch else nid]))
         if gates != before:
             gate = sorted(gates ^ before)[0]
             raise Refused(f'across approval "{gate}" (for "{nid}")', (nid, gate))
@@ -420,19 +603,21 @@ def plan_batch(members: Sequence[str], batch: str, facts: _Facts) -> _Plan:
     cut = _cuts(members, facts)
     _same_conditions(members, cut, facts)
     edges = _merged_edges(members, batch, cut, facts)
-    added = _keep_order(members, batch, edges, facts)
-    _check_gates(members, batch, edges, added, facts)
+    merged = _Merged(members, cut, facts)
+    added = _keep_order(members, batch, merged)
+    _check_gates(members, batch, edges, added, merged)
     return _Plan(tuple(members), batch, cut, edges, added)
 
 
 # --- doing it ---------------------------------------------------------------------------
 
 
-def batch_id(wf: Workflow, members: Sequence[str]) -> str:
+def batch_id(wf: Workflow, members: Sequence[str], taken: Set[str] | None = None) -> str:
     """`batch_` and the members' ids, their shared prefix written once (`fetch_A` and
     `fetch_B` give `batch_fetch_A_B_B`), numbered when that id is taken. Long member lists
     keep only the first id (`batch_fetch_A_B_and_11`)."""
-    taken = {n.id for n in wf.nodes}
+    if taken is None:
+        taken = {n.id for n in wf.nodes}
     first = members[0]
     cut = len(first)
     for m in members[1:]:
@@ -470,10 +655,16 @@ def batch_node(members: Sequence[HttpNode], nid: str) -> Node:
 def apply_plan(wf: Workflow, plan: _Plan, ctx: PassContext) -> Workflow:
     rw = ctx.rewriter
     members = set(plan.members)
-    wf = rw.remove_edges(wf, lambda e: e.key in plan.cut)
-    seen: set[EdgeKey] = {e.key for e in wf.edges if not {e.src, e.dst} & members}
+    if plan.cut:
+        wf = rw.remove_edges(wf, lambda e: e.key in plan.cut)
+    # Only an edge at the batch's (new) id could share a key with a renamed one.
+    seen: set[EdgeKey] = {
+        e.key
+        for e in wf.edges
+        if plan.batch_id in (e.src, e.dst) and e.src not in members and e.dst not in members
+    }
     for i, e in enumerate(wf.edges):
-        if not {e.src, e.dst} & members:
+        if e.src not in members and e.dst not in members:
             continue
         new = dataclasses.replace(
             e,
@@ -483,7 +674,7 @@ def apply_plan(wf: Workflow, plan: _Plan, ctx: PassContext) -> Workflow:
         if new.key not in seen:  # the first edge takes the merged guard; the others go
             seen.add(new.key)
             wf = rw.replace_edge(wf, i, dataclasses.replace(new, when=plan.edges[new.key].when))
-    wf = rw.remove_edges(wf, lambda e: bool({e.src, e.dst} & members))
+    wf = rw.remove_edges(wf, lambda e: e.src in members or e.dst in members)
     nodes = {n.id: n for n in wf.nodes}
     https = [nodes[m] for m in plan.members]
     assert all(isinstance(m, HttpNode) for m in https)
@@ -518,13 +709,13 @@ def _groups(facts: _Facts) -> list[list[HttpNode]]:
 
 def _near_miss(n: HttpNode, others: list[HttpNode], facts: _Facts) -> tuple[str, str] | None:
     """The candidate that agrees with `n` longest, and what they differ in."""
-    best: tuple[int, str, str] | None = None
+    best: tuple[int, HttpNode] | None = None
     for d in others:
         if d.id != n.id:
-            depth, what = _mismatch(n, d, facts)
+            depth = _agreement(n, d)
             if best is None or depth > best[0]:
-                best = (depth, d.id, what)
-    return None if best is None else (best[1], best[2])
+                best = (depth, d)
+    return None if best is None else (best[1].id, _mismatch(n, best[1], facts)[1])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -543,6 +734,7 @@ class CoalesceHttpPass(Pass):
 
     def run(self, wf: Workflow, ctx: PassContext) -> Workflow:
         refusals: dict[str, Refused] = {}
+        memo = _Memo()
         # One batch at a time, each on the workflow the previous one left, until none is
         # legal: so running the pass again finds nothing more (it is idempotent).
         while True:
@@ -550,7 +742,7 @@ class CoalesceHttpPass(Pass):
             topo = graph.topo_order()
             if topo is None:
                 return wf  # verify reports the cycle; nothing here is safe to judge
-            facts = _Facts.of(wf, graph, topo)
+            facts = _Facts.of(wf, graph, topo, memo)
             plan = self._find(facts, refusals)
             if plan is None:
                 break
@@ -567,7 +759,9 @@ class CoalesceHttpPass(Pass):
                     if len(batch) == self.max_batch:
                         break
                     try:
-                        plan = plan_batch([*batch, c.id], batch_id(facts.wf, [*batch, c.id]), facts)
+                        plan = plan_batch(
+                            [*batch, c.id], batch_id(facts.wf, [*batch, c.id], facts.taken), facts
+                        )
                     except Refused as why:
                         refusals[c.id] = why
                         if len(batch) == 1:

@@ -39,13 +39,15 @@ it and no other path gives it; later drops only remove paths, so a second run dr
 
 from __future__ import annotations
 
-import functools
-import operator
-from collections.abc import Iterable, Iterator
+import bisect
+import dataclasses
+import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
 from aobc.expr.ast import root_names
+from aobc.frontend.jsonpatch import PatchOp
 from aobc.ir import (
     ApprovalNode,
     Edge,
@@ -63,12 +65,12 @@ from aobc.passes.analysis import (
     always_runs,
     cost,
     first_come_joins,
-    gated_by,
     is_data_edge,
     reads,
     stronger,
 )
 from aobc.passes.base import Pass, PassContext
+from aobc.passes.rewriter import Rewriter
 
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 #: The reasons a `kept-order` remark gives in its `reason` argument.
@@ -127,21 +129,106 @@ class _Facts:
     """What dropping ordering edges never changes (see the module docstring)."""
 
     always: set[str]
-    gates: dict[str, frozenset[str]]
     reads: dict[str, set[str]]
     races: dict[str, str]  # node -> a first-come join it feeds
 
 
-def _reach_without(graph: Graph, start: str, without: Edge) -> set[str]:
-    """Nodes reachable from `start` (itself included) when `without` is not there."""
-    seen = {start}
-    stack = [start]
-    while stack:
-        for e in graph.succs[stack.pop()]:
-            if e is not without and e.dst not in seen:
-                seen.add(e.dst)
-                stack.append(e.dst)
-    return seen
+class _Reach:
+    """Ancestor sets of the graph as it loses edges, as ints used as bitsets.
+
+    Bit `rank[id]` stands for a node, ranks following sorted ids, so the lowest bit of a set
+    is the id a sorted walk meets first. Dropping a -> b removes from each node's ancestors
+    exactly the nodes that reached it only through that edge (`_Loss`), so one pass over
+    the region that loses something keeps every set exact.
+    """
+
+    def __init__(self, graph: Graph, topo: list[str], facts: _Facts) -> None:
+        ids = sorted(graph.nodes)
+        self.ids = ids
+        self.rank = {nid: i for i, nid in enumerate(ids)}
+        self.pos = {nid: i for i, nid in enumerate(topo)}
+        self.preds = {nid: list(es) for nid, es in graph.preds.items()}
+        self.succs = {nid: list(es) for nid, es in graph.succs.items()}
+        approvals = {nid for nid, n in graph.nodes.items() if isinstance(n, ApprovalNode)}
+        self.anc: dict[str, int] = {}
+        # The approvals upstream of each node, as `gated_by` finds them (`facts.gates`).
+        self.gates: dict[str, int] = {}
+        for nid in topo:
+            acc = gates = 0
+            for e in self.preds[nid]:
+                bit = 1 << self.rank[e.src]
+                acc |= self.anc[e.src] | bit
+                gates |= self.gates[e.src] | (bit if e.src in approvals else 0)
+            self.anc[nid] = acc
+            self.gates[nid] = gates
+        self.timed = self.bits(nid for nid, n in graph.nodes.items() if is_timed(n))
+        self.timed_unsafe = self.timed & ~self.bits(
+            nid for nid, n in graph.nodes.items() if is_safe_read(n)
+        )
+        self.reads = {nid: self.bits(r) for nid, r in facts.reads.items()}
+
+    def bits(self, ids: Iterable[str]) -> int:
+        out = 0
+        for nid in ids:
+            out |= 1 << self.rank[nid]
+        return out
+
+    def first(self, bits: int) -> str:
+        """The smallest id in a non-empty set."""
+        return self.ids[(bits & -bits).bit_length() - 1]
+
+    def incl(self, nid: str) -> int:
+        return self.anc[nid] | 1 << self.rank[nid]
+
+    def lost_at_target(self, edge: Edge) -> int:
+        """The edge's source and its ancestors that reach its target only through it."""
+        other = 0
+        for e in self.preds[edge.dst]:
+            if e is not edge:
+                other |= self.incl(e.src)
+        return self.incl(edge.src) & ~other
+
+    def loss(self, edge: Edge, q: int) -> _Loss:
+        """What each node downstream of `edge` would stop having upstream without it, given
+        `q`, what its target loses (`lost_at_target`)."""
+        b = edge.dst
+        lost = {b: q}
+        if not q:
+            return _Loss({})
+        # Visit in topological order, and only where something is still lost: a node keeps
+        # whatever any of its predecessors still has upstream.
+        heap = [(self.pos[e.dst], e.dst) for e in self.succs[b]]
+        heapq.heapify(heap)
+        while heap:
+            _, d = heapq.heappop(heap)
+            if d in lost:
+                continue
+            keep = 0
+            for e in self.preds[d]:
+                keep |= self.incl(e.src) & ~lost.get(e.src, 0)
+            gone = q & ~keep
+            if gone:
+                lost[d] = gone
+                for e in self.succs[d]:
+                    if e.dst not in lost:
+                        heapq.heappush(heap, (self.pos[e.dst], e.dst))
+            else:
+                lost[d] = 0
+        return _Loss({nid: bits for nid, bits in lost.items() if bits})
+
+    def drop(self, edge: Edge, loss: _Loss) -> None:
+        self.preds[edge.dst] = [e for e in self.preds[edge.dst] if e is not edge]
+        self.succs[edge.src] = [e for e in self.succs[edge.src] if e is not edge]
+        for nid, bits in loss.lost.items():
+            self.anc[nid] &= ~bits
+
+
+@dataclass(frozen=True, slots=True)
+class _Loss:
+    """For each node at or after an edge's target, the nodes at or before its source that
+    reach it only through the edge (nodes that lose nothing are left out)."""
+
+    lost: dict[str, int]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,16 +253,17 @@ class ParallelizePass(Pass):
         before = cost(wf)
         facts = _Facts(
             always_runs(graph),
-            gated_by(graph),
             reads_by_node(wf, graph),
             first_come_joins(graph, topo),
         )
-        for edge in list(wf.edges):
+        reach = _Reach(graph, topo, facts)
+        dropped: list[Edge] = []
+        for edge in wf.edges:
             if edge.src not in graph.nodes or edge.dst not in graph.nodes:
                 continue
             if is_data_edge(edge, graph):
                 continue
-            why = self._why_kept(edge, graph, facts)
+            why, loss = self._why_kept(edge, graph, reach, facts)
             if why is not None:
                 kind, message = why
                 ctx.remark(
@@ -188,8 +276,8 @@ class ParallelizePass(Pass):
                     reason=kind,
                 )
                 continue
-            wf = ctx.rewriter.remove_edges(wf, functools.partial(operator.is_, edge))
-            graph = Graph.of(wf)
+            dropped.append(edge)
+            reach.drop(edge, loss)
             ctx.count("edges-dropped")
             ctx.remark(
                 self.name,
@@ -199,6 +287,7 @@ class ParallelizePass(Pass):
                 f'dropped "{edge.src}" -> "{edge.dst}": it only ordered independent nodes',
                 edge.loc,
             )
+        wf = _remove_in_turn(ctx.rewriter, wf, dropped)
         after = cost(wf)
         ctx.remark(
             self.name,
@@ -214,62 +303,99 @@ class ParallelizePass(Pass):
         )
         return wf
 
-    def _why_kept(self, edge: Edge, graph: Graph, facts: _Facts) -> tuple[str, str] | None:
-        """(reason kind, message) when `edge` must stay, or None when it may go."""
-        a, b = edge.src, edge.dst
-        cut = _Cut(graph, edge, graph.ancestors(a) | {a}, graph.descendants([b]) | {b})
-        lost = cut.lost((g, b) for g in sorted(facts.gates[b] & cut.upstream))
-        if lost:
-            return "gate", f'"{b}" would no longer wait for approval "{lost[0]}"'
-        if a not in facts.always:
-            return "skippable", f'"{a}" may be skipped, and then "{b}" must be skipped too'
-        if b in facts.races:
-            join = facts.races[b]
-            return "race", (
-                f'"{b}" feeds first-come join "{join}", whose result depends on what arrives first'
-            )
-        lost = cut.lost(_ordered_pairs(graph, edge, cut.upstream, cut.downstream))
-        if lost:
-            return "effects", _order_message(graph, a, b, *lost)
+    def _why_kept(
+        self, edge: Edge, graph: Graph, reach: _Reach, facts: _Facts
+    ) -> tuple[tuple[str, str] | None, _Loss]:
+        """(reason kind, message) when `edge` must stay, or None when it may go; and what
+        dropping it loses. The rules are asked in the order the module docstring gives them,
+        the cheap ones before walking what the edge alone orders; each names the first lost
+        pair a walk over the sorted ids would meet, as the remarks always have."""
+        q = reach.lost_at_target(edge)
+        why = _gate_or_skip(edge, reach, facts, q)
+        if why is not None:
+            return why, _Loss({})
+        loss = reach.loss(edge, q)
+        return self._order_lost(edge, graph, reach, loss.lost), loss
+
+    def _order_lost(
+        self, edge: Edge, graph: Graph, reach: _Reach, lost: dict[str, int]
+    ) -> tuple[str, str] | None:
+        pair = _lost_order(graph, edge, reach, lost)
+        if pair is not None:
+            return "effects", _order_message(graph, edge.src, edge.dst, *pair)
         if not self.early_effects:
-            effects = [
-                d for d in sorted(cut.downstream) if effect_of(graph.nodes[d]) is Effect.EFFECTFUL
-            ]
-            lost = cut.lost((u, d) for d in effects for u in sorted(cut.upstream))
-            if lost:
-                return (
-                    "failure",
-                    f'effectful "{lost[1]}" would no longer wait for "{lost[0]}" to succeed',
-                )
-        lost = cut.lost(
-            (x, d) for d in sorted(cut.downstream) for x in sorted(facts.reads[d] & cut.upstream)
-        )
-        if lost:
-            return (
-                "reads",
-                f'"{lost[1]}" reads "{lost[0]}", and only this edge runs "{lost[0]}" first',
-            )
+            effects = [d for d in lost if effect_of(graph.nodes[d]) is Effect.EFFECTFUL]
+            if effects:
+                d = min(effects, key=reach.rank.__getitem__)
+                u = reach.first(lost[d])
+                return "failure", f'effectful "{d}" would no longer wait for "{u}" to succeed'
+        unread = [d for d in lost if reach.reads[d] & lost[d]]
+        if unread:
+            d = min(unread, key=reach.rank.__getitem__)
+            x = reach.first(reach.reads[d] & lost[d])
+            return "reads", f'"{d}" reads "{x}", and only this edge runs "{x}" first'
         return None
 
 
-@dataclass
-class _Cut:
-    """The graph without one edge, asked which orderings across that edge it still has."""
+def _gate_or_skip(edge: Edge, reach: _Reach, facts: _Facts, q: int) -> tuple[str, str] | None:
+    """The rules that need only what the edge's target loses (`q`)."""
+    a, b = edge.src, edge.dst
+    gone = reach.gates[b] & q
+    if gone:
+        return "gate", f'"{b}" would no longer wait for approval "{reach.first(gone)}"'
+    if a not in facts.always:
+        return "skippable", f'"{a}" may be skipped, and then "{b}" must be skipped too'
+    if b in facts.races:
+        join = facts.races[b]
+        return "race", (
+            f'"{b}" feeds first-come join "{join}", whose result depends on what arrives first'
+        )
+    return None
 
-    graph: Graph
-    edge: Edge
-    upstream: set[str]  # the edge's source and its ancestors
-    downstream: set[str]  # the edge's target and its descendants
-    _reach: dict[str, set[str]] = field(default_factory=dict)
 
-    def reaches(self, u: str, d: str) -> bool:
-        if u not in self._reach:
-            self._reach[u] = _reach_without(self.graph, u, self.edge)
-        return d in self._reach[u]
+def _lost_order(
+    graph: Graph, edge: Edge, reach: _Reach, lost: dict[str, int]
+) -> tuple[str, str] | None:
+    """The first pair (u, d) of timed nodes across `edge` whose order only it keeps: the
+    edge's own ends first (so the remark names the closest reason), then by u, then by d."""
+    a, b = edge.src, edge.dst
+    if lost.get(b, 0) >> reach.rank[a] & 1 and must_stay_ordered(graph.nodes[a], graph.nodes[b]):
+        return a, b
+    best: tuple[int, int] | None = None  # (rank of u, rank of d)
+    for d, bits in lost.items():
+        if not reach.timed >> reach.rank[d] & 1:
+            continue
+        ups = bits & (reach.timed_unsafe if is_safe_read(graph.nodes[d]) else reach.timed)
+        if ups:
+            key = ((ups & -ups).bit_length() - 1, reach.rank[d])
+            if best is None or key < best:
+                best = key
+    return None if best is None else (reach.ids[best[0]], reach.ids[best[1]])
 
-    def lost(self, pairs: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
-        """The first pair (u, d) whose order this edge alone gives."""
-        return next(((u, d) for u, d in pairs if not self.reaches(u, d)), None)
+
+def _remove_in_turn(rw: Rewriter, wf: Workflow, dropped: list[Edge]) -> Workflow:
+    """`wf` without `dropped`, recording the operations that calling `rw.remove_edges` for
+    each edge in turn would (every copy of that edge object, highest index first), but
+    walking the edges once instead of once per dropped edge."""
+    where: dict[int, list[int]] = {}
+    for i, e in enumerate(wf.edges):
+        where.setdefault(id(e), []).append(i)
+    gone: list[int] = []  # original indices removed so far, sorted
+    for edge in dropped:
+        doomed = [i for i in where.get(id(edge), ()) if not _contains(gone, i)]
+        for i in reversed(doomed):
+            rw.ops.append(PatchOp("remove", f"/edges/{i - bisect.bisect_left(gone, i)}"))
+        for i in doomed:
+            bisect.insort(gone, i)
+    if not gone:
+        return wf
+    skip = set(gone)
+    return dataclasses.replace(wf, edges=tuple(e for i, e in enumerate(wf.edges) if i not in skip))
+
+
+def _contains(ordered: list[int], i: int) -> bool:
+    k = bisect.bisect_left(ordered, i)
+    return k < len(ordered) and ordered[k] == i
 
 
 def _path_message(before: Cost, after: Cost) -> str:
@@ -282,20 +408,6 @@ def _path_message(before: Cost, after: Cost) -> str:
     ):
         return f"critical path {path(after)}, unchanged"
     return f"critical path {path(before)} -> {path(after)}"
-
-
-def _ordered_pairs(
-    graph: Graph, edge: Edge, upstream: set[str], downstream: set[str]
-) -> Iterator[tuple[str, str]]:
-    """Pairs (u, d) across `edge` whose order is observable, the edge's own ends first (so
-    the remark names the closest reason), then in a stable order."""
-    ups = [u for u in sorted(upstream) if is_timed(graph.nodes[u])]
-    downs = [d for d in sorted(downstream) if is_timed(graph.nodes[d])]
-    pairs = [
-        (u, d) for u in ups for d in downs if must_stay_ordered(graph.nodes[u], graph.nodes[d])
-    ]
-    own = (edge.src, edge.dst)
-    yield from sorted(pairs, key=lambda p: p != own)
 
 
 def _order_message(graph: Graph, a: str, b: str, u: str, d: str) -> str:
