@@ -183,6 +183,8 @@ class _Scan:
     graph: Graph
     gates: dict[str, frozenset[str]] | None = None  # gated_by(graph), when first needed
     merge: tuple[str, str, list[Edge]] | None = None
+    #: Where the merge was found, and the duplicate buckets of the nodes before it.
+    stop: tuple[int, Buckets] | None = None
     missed: list[tuple[str, tuple[str, str], str]] = dataclasses.field(default_factory=list)
 
 
@@ -218,15 +220,27 @@ def _near_miss(
     return name, (keep, n.id), f'not CSE\'d with "{keep}": {why}'
 
 
-def _scan(wf: Workflow, docs: DocCache, *, collect: bool) -> _Scan:
+Buckets = dict[tuple[bytes, Control], list[str]]
+
+
+def _scan(
+    wf: Workflow,
+    docs: DocCache,
+    *,
+    collect: bool,
+    graph: Graph | None = None,
+    resume: tuple[int, Buckets] | None = None,
+) -> _Scan:
     """The first merge in declaration order; with `collect`, also every missed one before it
-    (only the last scan's are reported, so the fixpoint's other scans skip that work)."""
-    graph = Graph.of(wf)
+    (only the last scan's are reported, so the fixpoint's other scans skip that work).
+    `resume` starts at a position with the buckets of the nodes before it (see `_resumable`)."""
+    graph = graph if graph is not None else Graph.of(wf)
     out = _Scan(graph)
-    by_full: dict[tuple[bytes, Control], list[str]] = {}
+    first, by_full = resume if resume is not None else (0, {})
     by_core: dict[tuple[bytes, Control], str] = {}
     by_doc: dict[bytes, str] = {}
-    for n in wf.nodes:
+    for j in range(first, len(wf.nodes)):
+        n = wf.nodes[j]
         if n.id not in graph.nodes or graph.nodes[n.id] is not n:
             continue  # a repeated id: verify reports it, and nothing here is safe to judge
         k = _keys(n, graph, docs)
@@ -242,6 +256,7 @@ def _scan(wf: Workflow, docs: DocCache, *, collect: bool) -> _Scan:
                     moved, why = _moved_edges(keep, n.id, graph)
                     if why is None:
                         out.merge = (keep, n.id, moved)
+                        out.stop = (j, by_full)
                         return out
                 blocked = ("edges", why or "")
             if collect:
@@ -255,6 +270,40 @@ def _scan(wf: Workflow, docs: DocCache, *, collect: bool) -> _Scan:
             by_core.setdefault((k.core, k.control), n.id)
             by_doc.setdefault(k.full, n.id)
     return out
+
+
+def _resumable(
+    old: Workflow,
+    old_graph: Graph,
+    new: Workflow,
+    new_graph: Graph,
+    stop: tuple[int, Buckets],
+    docs: DocCache,
+) -> tuple[int, Buckets] | None:
+    """Where the next scan may start after a merge found at position `j` of `old`: at `j`,
+    with the buckets the last scan built, when no node before `j` changed in a way that could
+    change a decision there; else None (scan from the start).
+
+    The scan before the merge found nothing to merge before `j`. A node there keeps its
+    decisions when it is the same object (its document is unchanged), with the same incoming
+    edges (its control key), and either the same outgoing edges or no other node in its
+    bucket (its outgoing edges matter only to a pair it belongs to: `_successor_blocker`,
+    `_moved_edges`). Then the next scan would decide exactly as the last one up to `j`, and
+    the duplicate that was at `j` is gone, so it may start there."""
+    j, buckets = stop
+    for i in range(j):
+        a, b = old.nodes[i], new.nodes[i]
+        if a is not b:
+            return None
+        if old_graph.nodes.get(a.id) is not a:
+            continue  # a repeated id: skipped by every scan alike
+        if tuple(old_graph.preds.get(a.id, ())) != tuple(new_graph.preds.get(a.id, ())):
+            return None
+        if tuple(old_graph.succs.get(a.id, ())) != tuple(new_graph.succs.get(a.id, ())):
+            k = _keys(a, new_graph, docs)
+            if len(buckets.get((k.full, k.control), ())) > 1:
+                return None
+    return stop
 
 
 def _rename_cache_keys(wf: Workflow, ctx: PassContext, dup: str, keep: str) -> Workflow:
@@ -287,13 +336,12 @@ class CsePass(Pass):
         if Graph.of(wf).topo_order() is None:
             return wf  # verify reports the cycle; nothing here is safe to judge
         docs: DocCache = {}
-        while True:
-            scan = _scan(wf, docs, collect=False)
-            if scan.merge is None:
-                break
+        scan = _scan(wf, docs, collect=False)
+        while scan.merge is not None:
             keep, dup, moved = scan.merge
             node = scan.graph.nodes[dup]
             kind = node.KIND.value
+            before = wf
             wf = merge(wf, ctx, keep, dup, moved)
             ctx.remark(
                 self.name,
@@ -304,6 +352,10 @@ class CsePass(Pass):
                 node.loc,
             )
             ctx.count("nodes-merged")
+            graph = Graph.of(wf)
+            assert scan.stop is not None
+            resume = _resumable(before, scan.graph, wf, graph, scan.stop, docs)
+            scan = _scan(wf, docs, collect=False, graph=graph, resume=resume)
         scan = _scan(wf, docs, collect=True)
         assert scan.merge is None  # the same workflow, the same decisions
         nodes = scan.graph.nodes
