@@ -327,3 +327,28 @@ def test_a_duplicate_job_delivery_has_no_second_effect(cluster: Cluster) -> None
     finally:
         bus.close()
     assert cluster.effects() == before
+
+
+def test_losing_redis_mid_run_costs_only_speed(cluster: Cluster, embedded_outputs: Any) -> None:
+    # A Redis of this test's own, stopped while a worker holds a job; that worker is then
+    # killed, so its job goes to a new worker that has never seen the IR: it must find it
+    # with Redis gone (the CAS), and the run must finish exactly as the embedded runtime's.
+    from aobc.testing.services import RedisServer
+
+    gate = Path(cluster.env["AOBC_TEST_GATE"])
+    with RedisServer() as redis:
+        cluster.env["AOBC_REDIS_URL"] = redis.url
+        digest = deploy(cluster)
+        cluster.coordinator()
+        cluster.worker()
+        run_id = cluster.aobc("start", digest)
+        wait_until((gate / "started").exists, "a worker to block in c2")
+        redis.stop()
+        os.kill(int((gate / "started").read_text()), signal.SIGKILL)
+        cluster.worker()
+        (gate / "release").touch()
+        wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    assert outputs(cluster, run_id) == embedded_outputs
+    assert_one_effect_per_key(cluster, run_id, exactly_once=False)
+    c2 = [key for node, _, key in cluster.effects() if node == "c2"]
+    assert c2 == [idempotency_key(run_id, "c2")]
