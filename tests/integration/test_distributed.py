@@ -5,6 +5,7 @@ coordinator SIGKILLed mid-run, a duplicate job delivery)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -352,3 +353,31 @@ def test_losing_redis_mid_run_costs_only_speed(cluster: Cluster, embedded_output
     assert_one_effect_per_key(cluster, run_id, exactly_once=False)
     c2 = [key for node, _, key in cluster.effects() if node == "c2"]
     assert c2 == [idempotency_key(run_id, "c2")]
+
+
+@pytest.mark.parametrize("mode", ["freeze", "fresh"])
+def test_replay_under_the_coordinator(cluster: Cluster, embedded_outputs: Any, mode: str) -> None:
+    (Path(cluster.env["AOBC_TEST_GATE"]) / "release").touch()
+    digest = deploy(cluster)
+    cluster.coordinator()
+    cluster.worker()
+    run_id = cluster.aobc("start", digest)
+    wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    before = Counter(node for node, _, _ in cluster.effects())
+    report = json.loads(
+        cluster.aobc("replay", run_id, "--from", "c2", "--mode", mode, "--output", "json")
+    )
+    assert report["result"]["status"] == "succeeded"
+    replay_id = report["result"]["run"]
+    assert outputs(cluster, replay_id) == embedded_outputs
+    redone = {d["node"] for d in report["divergence"]}
+    after = Counter(node for node, _, _ in cluster.effects()) - before
+    if mode == "freeze":
+        # c2 and what depends on it run again; everything else keeps its recorded output.
+        assert redone == {"c2", "c3"}
+        assert after == Counter({"c2": 1, "c3": 1})
+    else:
+        assert redone >= {"c1", "c2", "c3", "j", "fan"}
+        assert sum(after.values()) == EFFECTS
+    with cluster.log() as events:
+        assert events.get_run(replay_id).parent == run_id  # type: ignore[union-attr]
