@@ -90,6 +90,9 @@ class RunDriver:
         self.state = state
         self.full = state.mode != "fast"
         self.pending: list[tuple[str, dict[str, Any]]] = []
+        # The run's final status, written by the next flush in the transaction that appends
+        # its last event when the store can (`append_ending`), else right after it.
+        self.final_status: str | None = None
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self._results: asyncio.Queue[tuple[str, Any, BaseException | None]] | None = None
         self.values: list[Any] = []
@@ -160,19 +163,30 @@ class RunDriver:
 
     def flush(self) -> None:
         """Append the queued events in one transaction (the write-ahead point)."""
+        status, self.final_status = self.final_status, None
         if not self.pending:
+            if status is not None:
+                self.events.set_status(self.state.run_id, status)
             return
         batch, self.pending = self.pending, []
+        ending = getattr(self.events, "append_ending", None) if status is not None else None
         while True:
             try:
-                stored = self.events.append(
-                    self.state.run_id, batch, expect_seq=self.state.last_seq
-                )
+                if ending is not None:
+                    stored = ending(
+                        self.state.run_id, batch, status, expect_seq=self.state.last_seq
+                    )
+                else:
+                    stored = self.events.append(
+                        self.state.run_id, batch, expect_seq=self.state.last_seq
+                    )
                 break
             except Conflict:
                 # Another process (a human's decision, a cancel) appended first: fold its
                 # events in, then append ours after them.
                 self.absorb_external()
+        if status is not None and ending is None:
+            self.events.set_status(self.state.run_id, status)
         self.state.last_seq = stored[-1].seq
         for e in stored:
             self.engine.notify(e)
@@ -570,7 +584,7 @@ class RunDriver:
                 return
         digest = self.engine.values.put(outputs)
         self.emit("run.succeeded", {"outputs": digest, "value": outputs})
-        self.events.set_status(self.state.run_id, "succeeded")
+        self.final_status = "succeeded"  # with the event, by the flush that follows
 
     async def cancel_tasks(self) -> None:
         for t in self.tasks.values():

@@ -351,6 +351,35 @@ class SqliteEventLog:
                 raise Conflict(f"run {run_id!r}: expected last seq {expect_seq}, found {last}")
             return self._insert(conn, run_id, last, encoded)
 
+    def append_ending(
+        self,
+        run_id: str,
+        events: Sequence[tuple[str, dict[str, Any]]],
+        status: str,
+        *,
+        expect_seq: int | None = None,
+    ) -> list[Event]:
+        """`append`, and set the run's status in the same transaction (a run's last events
+        and its final status are then never seen apart, and cost one commit)."""
+        encoded = _encode_events(events)
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT (SELECT max(seq) FROM event_log WHERE run_id = ?1) FROM runs"
+                " WHERE run_id = ?1",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no run {run_id!r}")
+            last: int = row[0] or 0
+            if expect_seq is not None and last != expect_seq:
+                raise Conflict(f"run {run_id!r}: expected last seq {expect_seq}, found {last}")
+            stored = self._insert(conn, run_id, last, encoded)
+            conn.execute(
+                "UPDATE runs SET status = ?, updated = ? WHERE run_id = ?",
+                (status, time.time(), run_id),
+            )
+            return stored
+
     def read(self, run_id: str, after: int = 0, limit: int | None = None) -> list[Event]:
         return self._read(self._conn(), run_id, after, limit)
 
