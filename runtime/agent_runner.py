@@ -37,6 +37,7 @@ from aobc.runtime.agent_protocol import (
     error_message,
     request_of,
 )
+from aobc.runtime.consume import consume
 from aobc.runtime.providers import ProviderConfig, ProviderError, provider_for
 from aobc.runtime.stores.kafka import Delivery, KafkaBus, KafkaSubscription
 from aobc.runtime.values import ValueError_, check_json
@@ -64,33 +65,19 @@ class AgentRunner:
 
     async def serve(self, stop: asyncio.Event) -> None:
         jobs = self.bus.subscribe(AGENT_JOBS, self.options.group, commit="manual")
-        gate = asyncio.Semaphore(self.options.concurrency)
-        running: set[asyncio.Task[None]] = set()
-        stopping = asyncio.ensure_future(stop.wait())
+
+        async def handle(delivery: Delivery) -> None:
+            await self._handle(jobs, delivery)
+
         try:
-            while not stop.is_set():
-                await gate.acquire()
-                taking = asyncio.ensure_future(jobs.next_delivery())
-                await asyncio.wait({taking, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not taking.done():
-                    taking.cancel()
-                    gate.release()
-                    break
-                try:
-                    delivery = taking.result()
-                except StopAsyncIteration:
-                    break
-                task = asyncio.create_task(self._handle(jobs, delivery))
-                running.add(task)
-                task.add_done_callback(running.discard)
-                task.add_done_callback(lambda _t: gate.release())
-            if running:
-                _, late = await asyncio.wait(running, timeout=self.options.drain_timeout)
-                for task in late:  # handed back: never committed, so delivered again
-                    task.cancel()
-                await asyncio.gather(*late, return_exceptions=True)
+            await consume(
+                jobs.next_delivery,
+                handle,
+                stop,
+                concurrency=self.options.concurrency,
+                drain_timeout=self.options.drain_timeout,
+            )
         finally:
-            stopping.cancel()
             await jobs.aclose()
 
     async def _handle(self, jobs: KafkaSubscription, delivery: Delivery) -> None:

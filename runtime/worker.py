@@ -41,6 +41,7 @@ import msgspec
 
 from aobc.backend.aobir import decode
 from aobc.canonical import canonical_bytes, sha256_hex
+from aobc.runtime.consume import consume
 from aobc.runtime.driver import NodeFailure
 from aobc.runtime.engine import Engine, EngineOptions, Stores
 from aobc.runtime.execir import ExecIR
@@ -164,39 +165,22 @@ class Worker:
         consumer = PriorityConsumer.for_jobs(
             self.stores.bus, self.options.group, self.options.priorities
         )
-        gate = asyncio.Semaphore(self.options.concurrency)
-        running: set[asyncio.Task[None]] = set()
-        stopping = asyncio.ensure_future(stop.wait())
+
+        async def handle(delivery: Delivery) -> None:
+            await self._handle(consumer, delivery)
+
         try:
-            while not stop.is_set():
-                await gate.acquire()  # no suspension while there is room
-                # What is fetched already starts in this turn of the loop, so that its
-                # stored-result checks (and later its answers) share one statement.
-                ready = consumer.try_next()
-                if ready is not None:
-                    delivery = ready
-                else:
-                    taking = asyncio.ensure_future(consumer.next_delivery())
-                    await asyncio.wait({taking, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                    if not taking.done():
-                        taking.cancel()
-                        gate.release()
-                        break
-                    try:
-                        delivery = taking.result()
-                    except StopAsyncIteration:
-                        break
-                task = asyncio.create_task(self._handle(consumer, delivery))
-                running.add(task)
-                task.add_done_callback(running.discard)
-                task.add_done_callback(lambda _t: gate.release())
-            if running:
-                _, late = await asyncio.wait(running, timeout=self.options.drain_timeout)
-                for task in late:  # handed back: never acknowledged, so delivered again
-                    task.cancel()
-                await asyncio.gather(*late, return_exceptions=True)
+            # What is fetched already starts in this turn of the loop (`try_next`), so that
+            # its stored-result checks (and later its answers) share one statement.
+            await consume(
+                consumer.next_delivery,
+                handle,
+                stop,
+                concurrency=self.options.concurrency,
+                drain_timeout=self.options.drain_timeout,
+                try_next=consumer.try_next,
+            )
         finally:
-            stopping.cancel()
             await consumer.aclose()
             await self.engine.close()
 

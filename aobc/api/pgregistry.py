@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import psycopg
 
+from aobc.api.registry import DEPLOYMENT_COLUMNS, DeploymentRows
 from aobc.runtime.stores.postgres import PostgresEventLog
 
 _SCHEMA: Final = (
@@ -41,13 +42,13 @@ _SCHEMA: Final = (
     )""",
 )
 
-_DEPLOYMENT: Final = "namespace, digest, name, workflow_hash, nodes, source, created, by"
+_DEPLOYMENT: Final = DEPLOYMENT_COLUMNS
 _TAG: Final = """INSERT INTO control_tags (namespace, name, tag, digest, updated, by)
 VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (namespace, name, tag) DO UPDATE
 SET digest = excluded.digest, updated = excluded.updated, by = excluded.by"""
 
 
-class PostgresRegistry:
+class PostgresRegistry(DeploymentRows):
     """`registry.Registry` over a connection of its own to the event log's database."""
 
     def __init__(self, events: PostgresEventLog) -> None:
@@ -64,13 +65,6 @@ class PostgresRegistry:
 
     def close(self) -> None:
         self.conn.close()
-
-    def _deployment(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        keys = _DEPLOYMENT.split(", ")
-        out = dict(zip(keys, row, strict=True))
-        out["hash"] = out.pop("digest")
-        out["tags"] = self.tags_of(out["namespace"], out["name"], out["hash"])
-        return out
 
     def deploy(
         self,

@@ -38,10 +38,25 @@ _SCHEMA = (
     )""",
 )
 
-_DEPLOYMENT = "namespace, digest, name, workflow_hash, nodes, source, created, by"
+#: The deployment columns, in the order both registries select them.
+DEPLOYMENT_COLUMNS = "namespace, digest, name, workflow_hash, nodes, source, created, by"
+_DEPLOYMENT = DEPLOYMENT_COLUMNS
 
 
-class Registry:
+class DeploymentRows:
+    """A deployment row as the API shows it; shared by the SQLite and Postgres registries."""
+
+    def tags_of(self, namespace: str, name: str, digest: str | None = None) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _deployment(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        out = dict(zip(DEPLOYMENT_COLUMNS.split(", "), row, strict=True))
+        out["hash"] = out.pop("digest")
+        out["tags"] = self.tags_of(out["namespace"], out["name"], out["hash"])
+        return out
+
+
+class Registry(DeploymentRows):
     """Deployments and tags in one SQLite file. Used from one thread (the server's loop)."""
 
     def __init__(self, path: Path) -> None:
@@ -53,13 +68,6 @@ class Registry:
 
     def close(self) -> None:
         self.conn.close()
-
-    def _deployment(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        keys = _DEPLOYMENT.split(", ")
-        out = dict(zip(keys, row, strict=True))
-        out["hash"] = out.pop("digest")
-        out["tags"] = self.tags_of(out["namespace"], out["name"], out["hash"])
-        return out
 
     def deploy(
         self,
