@@ -13,14 +13,14 @@ A file holds cases in the mypyc style:
     ...
 
 Which sections a case checks depends on its directory: frontend/ checks `out` (fmt) and
-`json`, passes/ checks `out` and `patch`, backend/ checks `ir`.
+`json`, passes/ checks `out` and `patch`, backend/ checks `ir`. The files are read and
+written by the pass kit's parser (aobc.kit.golden), which ships with aobc: `aobc pass test`
+runs plugin authors' goldens in this same format.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -31,75 +31,20 @@ from aobc.backend.text import ir_to_text
 from aobc.frontend import load_text
 from aobc.frontend.overlay import Overlay
 from aobc.frontend.printer import to_dsl
+from aobc.kit.golden import Case, parse_cases, write_cases
 from aobc.passes.pipeline import PassPipeline
 
 HERE = Path(__file__).parent
-_SECTION = re.compile(r"^\[(\w+)(?: ([\w-]+))?\]$")
 CHECKS = {"frontend": ("out", "json"), "passes": ("out", "patch"), "backend": ("ir",)}
 
 
-@dataclass
-class Case:
-    file: Path
-    name: str
-    sections: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def input(self) -> str:
-        return self.sections["input"]
-
-    @property
-    def pipeline(self) -> str:
-        m = re.search(r"^# pipeline: (.+)$", self.input, re.M)
-        return m.group(1).strip() if m else "verify"
-
-
-def parse_cases(path: Path) -> list[Case]:
-    cases: list[Case] = []
-    current: Case | None = None
-    section = ""
-    lines: list[str] = []
-
-    def flush() -> None:
-        if current is not None and section:
-            current.sections[section] = "\n".join(lines).strip("\n") + "\n"
-
-    for line in path.read_text().splitlines():
-        m = _SECTION.match(line)
-        if m:
-            flush()
-            lines = []
-            if m.group(1) == "case":
-                current = Case(path, m.group(2) or "")
-                cases.append(current)
-                section = "input"
-            else:
-                section = m.group(1)
-            continue
-        lines.append(line)
-    flush()
-    return cases
-
-
-def write_cases(path: Path, cases: list[Case]) -> None:
-    out: list[str] = []
-    for c in cases:
-        out.append(f"[case {c.name}]")
-        out.append(c.sections["input"].rstrip("\n"))
-        for key, text in c.sections.items():
-            if key != "input":
-                out += [f"[{key}]", text.rstrip("\n")]
-        out.append("")
-    path.write_text("\n".join(out))
-
-
 def actual(kind: str, case: Case) -> dict[str, str]:
-    wf = load_text(case.input, f"{case.name}.aob")
+    wf = load_text(case.sections["input"], f"{case.name}.aob")
     if kind == "frontend":
         return {"out": to_dsl(wf), "json": get_emitter("json").emit(wf)}
     if kind == "backend":
         return {"ir": ir_to_text(lower(wf))}
-    result = PassPipeline.parse(case.pipeline).run(Overlay(wf))
+    result = PassPipeline.parse(case.pipeline("verify")).run(Overlay(wf))
     assert result.ok, [d.message for d in result.diagnostics]
     # One line per operation, one blank line between the patches of successive passes.
     patches = "\n\n".join(
