@@ -110,7 +110,7 @@ def _with(url: str, param: str) -> str:
 class Cluster:
     """A coordinator and `workers` workers on one slice (schema, prefixes) of the servers."""
 
-    def __init__(self, urls: dict[str, str], workers: int, tmp: Path) -> None:
+    def __init__(self, urls: dict[str, str], workers: int, tmp: Path, eager: int = 0) -> None:
         name = f"bench{uuid.uuid4().hex[:8]}"
         self.postgres = _with(urls["postgres"], f"schema={name}")
         self.env = {
@@ -123,7 +123,8 @@ class Cluster:
         self.events = PostgresEventLog(self.postgres)
         self.cas = S3CAS(self.env["AOBC_S3_URL"])
         self.engine = Engine(Stores(self.events, self.cas), EngineOptions())
-        self.procs = [self._spawn(tmp, "coordinator", "--name", "c", "--poll", "0.2")]
+        coordinator = ["--name", "c", "--poll", "0.2", "--eager", str(eager), "--path", str(ROOT)]
+        self.procs = [self._spawn(tmp, "coordinator", *coordinator)]
         self.procs += [
             self._spawn(tmp, "worker", "--concurrency", "8", "--path", str(ROOT))
             for _ in range(workers)
@@ -225,9 +226,14 @@ def embedded(graphs: Sequence[Graph], tiny_runs: int, tmp: Path) -> None:
 
 
 def distributed(
-    urls: dict[str, str], workers: int, graphs: Sequence[Graph], tiny_runs: int, tmp: Path
+    urls: dict[str, str],
+    workers: int,
+    graphs: Sequence[Graph],
+    tiny_runs: int,
+    tmp: Path,
+    eager: int = 0,
 ) -> None:
-    cluster = Cluster(urls, workers, tmp)
+    cluster = Cluster(urls, workers, tmp, eager)
     try:
         cluster.run(workflow(tiny()))  # warm: processes up, groups joined, IR cached
         hops: list[float] = []
@@ -258,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fan", type=int, default=100)
     p.add_argument("--layers", default="10x20", help="LAYERSxWIDTH")
     p.add_argument("--tiny", type=int, default=50, help="tiny runs started at once")
+    p.add_argument("--eager", type=int, default=8, help="the coordinator's eager slots")
+    p.add_argument("--workers", default="1,2", help="worker counts to measure")
+    p.add_argument("--no-embedded", action="store_true", help="skip the embedded rows")
     args = p.parse_args(argv)
     layers, width = (int(x) for x in args.layers.split("x"))
     graphs = [chain(args.chain), fan(args.fan), layered(layers, width)]
@@ -268,11 +277,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     urls: dict[str, Any] = {k: external(k) or services[k].url for k in LAUNCHERS}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            print("embedded (SQLite, full mode, in process)")
-            embedded(graphs, args.tiny, Path(tmp))
-            for workers in (1, 2):
-                print(f"distributed, 1 coordinator + {workers} worker(s) x concurrency 8")
-                distributed(urls, workers, graphs, args.tiny, Path(tmp))
+            if not args.no_embedded:
+                print("embedded (SQLite, full mode, in process)")
+                embedded(graphs, args.tiny, Path(tmp))
+            for workers in (int(w) for w in args.workers.split(",")):
+                for eager in sorted({0, args.eager}):
+                    how = f"eager {eager}" if eager else "every job through Kafka"
+                    print(f"distributed, 1 coordinator ({how}) + {workers} worker(s) x 8")
+                    distributed(urls, workers, graphs, args.tiny, Path(tmp), eager)
             print(
                 f"targets: p50 per hop < 2 ms; Dask LocalCluster {DASK_WIDE_MS[0]}-"
                 f"{DASK_WIDE_MS[1]} ms/node wide, {DASK_CHAIN_MS} ms/node chain; DBOS "

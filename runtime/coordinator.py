@@ -19,6 +19,9 @@ Results: every coordinator reads `node.results` in its own consumer group
 every coordinator, which is cheap next to the work behind it for a handful of coordinators;
 many coordinators would want results sent to the owner's own partition instead.
 
+Eager jobs (`eager` > 0): a job the coordinator routes runs in this process when one of its
+slots is free, skipping the two broker crossings of the hop; see `eager.py`.
+
 New runs: `aobc start` creates a run (status `running`) and sends a NOTIFY on
 `{schema}.runs`; coordinators LISTEN and also look every `poll` seconds. A restarted
 coordinator resumes every unfinished run it can lease, from its log (`Engine.resume`).
@@ -39,7 +42,10 @@ import psycopg
 from psycopg import sql
 
 from aobc.runtime.agents_remote import AgentOptions, RemoteAgents
+from aobc.runtime.answers import Answers
+from aobc.runtime.eager import EagerJobs
 from aobc.runtime.engine import Engine, EngineOptions, Stores
+from aobc.runtime.jobs import JobRunner
 from aobc.runtime.remote import (
     RESULTS_TOPIC,
     CoordinatorLog,
@@ -73,6 +79,8 @@ class CoordinatorOptions:
     lease_ttl: float = 10.0
     poll: float = 1.0  # seconds between looks for runs when no NOTIFY came
     max_runs: int = 10_000  # runs driven at once
+    eager: int = 0  # jobs run in this process at once when ready (runtime/eager.py)
+    drain_timeout: float = 30.0  # on stop, how long eager jobs may finish before hand-back
     remote: RemoteOptions = field(default_factory=RemoteOptions)
     agents: AgentOptions | None = field(default_factory=AgentOptions)  # None: run them here
     engine: EngineOptions = field(default_factory=EngineOptions)
@@ -101,6 +109,11 @@ class Coordinator:
         self.engine = Engine(Stores(self.log, self.cas), options.engine)
         self.nodes = RemoteNodes(self.engine, self.log, self.cas, options.remote)
         self.engine.nodes = self.nodes
+        self.eager: EagerJobs | None = None
+        if options.eager > 0:
+            runner = JobRunner(self.engine, self.cas, None, options.name)
+            answers = Answers(self.log, self.cas.inner, options.remote.inline_limit)
+            self.eager = self.log.eager = EagerJobs(self.log, runner, answers, options.eager)
         if options.agents is not None:  # agent nodes go to agent runners (agents_remote.py)
             group = f"coordinator.{self.name}"
             self.nodes.agents = RemoteAgents(self.engine, self.log, self.bus, group, options.agents)
@@ -139,6 +152,8 @@ class Coordinator:
         return taken
 
     def renew(self) -> None:
+        if self.eager is not None:
+            self.eager.heartbeat()
         if self.log.leases:
             self.log._conn().execute(
                 f"UPDATE run_leases SET expires = {_NOW} + %s"
@@ -202,6 +217,8 @@ class Coordinator:
     async def serve(self, stop: asyncio.Event) -> None:
         results = asyncio.create_task(self._results())
         renew_every = self.options.lease_ttl / 3
+        if self.eager is not None:  # the heartbeat of held rows must beat the relay's grace
+            renew_every = min(renew_every, self.relay.grace / 3)
         loop = asyncio.get_running_loop()
         renewed = loop.time()
         try:
@@ -236,6 +253,8 @@ class Coordinator:
     async def _shutdown(self, results: asyncio.Task[None]) -> None:
         """Hand every run back: drivers stop as a crash would stop them (their log says
         where they are), and their leases are released for another coordinator."""
+        if self.eager is not None:
+            await self.eager.drain(self.options.drain_timeout)
         self.engine.host.detaching = True
         tasks = list(self.driving.values())
         for task in tasks:

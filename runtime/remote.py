@@ -47,6 +47,7 @@ from aobc.runtime.stores.postgres import OutboundMessage, PostgresEventLog
 if TYPE_CHECKING:
     from aobc.runtime.agents_remote import RemoteAgents
     from aobc.runtime.driver import RunDriver
+    from aobc.runtime.eager import EagerJobs
     from aobc.runtime.engine import Engine
 
 #: Node kinds that run on workers.
@@ -79,6 +80,7 @@ class CoordinatorLog(PostgresEventLog):
         self.owner = owner
         self.leases: dict[str, int] = {}  # root run id -> the epoch of our lease on it
         self._outgoing: dict[str, list[OutboundMessage]] = {}
+        self.eager: EagerJobs | None = None  # the jobs this coordinator runs itself
 
     def queue(self, run_id: str, message: OutboundMessage) -> None:
         """Send `message` with the next append to `run_id`."""
@@ -114,6 +116,11 @@ class CoordinatorLog(PostgresEventLog):
         if not pending:
             self._outgoing.pop(run_id, None)
         return stored
+
+    def kept(self, held: Sequence[tuple[OutboundMessage, int]]) -> None:
+        if self.eager is None:
+            raise RuntimeError("a held message without eager jobs to run it")
+        self.eager.kept(held)
 
     def stored_result(self, key: str) -> dict[str, Any] | None:
         """The result a worker recorded for this job key, if any."""
@@ -194,6 +201,8 @@ class RemoteNodes(NodeExecutors):
         """Stop waiting for the results of a run this coordinator no longer drives."""
         if self.agents is not None:
             self.agents.abandon(run_id)
+        if self.log.eager is not None:
+            self.log.eager.abandon(run_id)
         for key, (run, future) in list(self.waiters.items()):
             if root_run(run) == run_id:
                 del self.waiters[key]
@@ -221,7 +230,13 @@ class RemoteNodes(NodeExecutors):
                 self.resolve(stored)
             return
         job = self._job(d, node_id, cfg, d.env, None, i, attempt, key)
-        self.log.queue(run_id, OutboundMessage(self._topic(run_id), run_id, job))
+        message = OutboundMessage(self._topic(run_id), run_id, job)
+        eager = self.log.eager
+        if eager is not None:
+            held = OutboundMessage(message.topic, run_id, job, held=True)
+            if eager.take(held):
+                message = held
+        self.log.queue(run_id, message)
         del future
 
     async def run_spec(
@@ -239,6 +254,10 @@ class RemoteNodes(NodeExecutors):
             return await super().run_spec(d, node_id, cfg, env, item, sub)
         run_id = d.state.run_id
         key = idempotency_key(run_id, node_id, item)
+        eager = self.log.eager
+        if eager is not None and eager.has(key):
+            self.waiters.pop(key, None)  # answered here, not on node.results
+            return self._outcome(d, node_id, await eager.run(key))
         entry = self.waiters.get(key)
         if entry is None:
             # Not started through `starting` (a map's item, a fast-path pure node): its job

@@ -23,6 +23,15 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--path", action="append", default=[], metavar="DIR", help="import functions from DIR"
     )
+    p.add_argument(
+        "--eager", type=int, default=0, metavar="N",
+        help="run up to N ready function/http jobs here instead of on a worker (0: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--drain-timeout", type=float, default=30.0, metavar="S",
+        help="on SIGTERM, how long eager jobs may finish before workers take them",
+    )  # fmt: skip
+    p.add_argument("--secrets", metavar="FILE", help="secrets for `auth` of eager http jobs")
     add_agent_flags(p)
 
 
@@ -51,22 +60,38 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    from aobc import errorcodes as ec
     from aobc.cli.agent_runner import agent_topics
     from aobc.cli.cluster import store_errors
+    from aobc.diagnostics import Diagnostic
+    from aobc.errors import AobcError
     from aobc.runtime.agents_remote import AgentOptions
     from aobc.runtime.coordinator import Coordinator, CoordinatorOptions
     from aobc.runtime.engine import EngineOptions
     from aobc.runtime.remote import RemoteOptions
     from aobc.runtime.review import ReviewPolicy
+    from aobc.source import JsonLoc
 
     config = store_config(args, "postgres", "kafka", "s3")
+    if args.eager < 0:
+        raise AobcError(
+            Diagnostic.error(ec.INVALID_VALUE, "--eager must be >= 0", JsonLoc("<args>", ""))
+        )
+    secrets = None
+    if args.secrets:
+        from aobc.runtime.executors.http import Secrets
+
+        secrets = Secrets(args.secrets)
     options = CoordinatorOptions(
         lease_ttl=args.lease_ttl,
         poll=args.poll,
+        eager=args.eager,
+        drain_timeout=args.drain_timeout,
         remote=RemoteOptions(priority=args.priority),
         engine=EngineOptions(
             policy=policy_from(args),
             search_path=args.path,
+            secrets=secrets,
             poll_interval=0.5,
             review=ReviewPolicy(agent=args.review_agent, human=args.review_human),
         ),

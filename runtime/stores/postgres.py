@@ -227,9 +227,10 @@ WITH lease AS (
     RETURNING seq
 ), ob AS (
     INSERT INTO outbox (topic, key, payload, created, direct)
-    SELECT m.topic, m.key, m.payload, %(now)s, %(direct)s
-    FROM r, unnest(%(topics)s::text[], %(keys)s::text[], %(payloads)s::text[])
-        WITH ORDINALITY AS m(topic, key, payload, ord)
+    SELECT m.topic, m.key, m.payload, %(now)s, m.direct
+    FROM r, unnest(
+        %(topics)s::text[], %(keys)s::text[], %(payloads)s::text[], %(directs)s::bool[]
+    ) WITH ORDINALITY AS m(topic, key, payload, direct, ord)
     ORDER BY m.ord
     RETURNING id
 )
@@ -297,6 +298,11 @@ class OutboundMessage:
     topic: str  # logical topic name (see kafka.KafkaSettings)
     key: str | None  # the run id, usually
     message: dict[str, Any]
+    # Written like any other, but not handed to the publisher: its writer means to retire it
+    # (delete it) itself, and a relay's sweep publishes it only if that has not happened
+    # `grace` seconds after its `created` (an eager job: runtime/eager.py). Only
+    # `append_leased` writes held messages; it reports their ids to `kept`.
+    held: bool = False
 
 
 class PostgresTransaction:
@@ -655,6 +661,8 @@ class PostgresEventLog:
         row (root run id, owner, epoch) exists: None when it does not (nothing written)."""
         encoded = _encode_events(events)
         if not encoded:  # nothing to number: the general path
+            if any(m.held for m in messages):
+                raise ValueError("a held message goes with the events that explain it")
             with self.transaction() as tx:
                 if not self._leased(tx._conn, lease):
                     return None
@@ -681,7 +689,7 @@ class PostgresEventLog:
                 "topics": topics,
                 "keys": keys,
                 "payloads": payloads,
-                "direct": self.publisher is not None,
+                "directs": [self.publisher is not None or m.held for m in messages],
             },
         ).fetchone()
         assert row is not None
@@ -696,10 +704,18 @@ class PostgresEventLog:
                 raise KeyError(f"no run {run_id!r}")
             raise Conflict(f"run {run_id!r}: expected last seq {expect_seq}, found {found[0]}")
         if ids:
-            self.hand_over(list(zip(ids, topics, keys, payloads, strict=True)))
+            rows = list(zip(ids, topics, keys, payloads, strict=True))
+            self.hand_over([r for r, m in zip(rows, messages, strict=True) if not m.held])
+            held = [(m, r[0]) for r, m in zip(rows, messages, strict=True) if m.held]
+            if held:
+                self.kept(held)
         return [
             Event(run_id, base + i, t, _decode(d), now) for i, (t, d) in enumerate(encoded, start=1)
         ]
+
+    def kept(self, held: Sequence[tuple[OutboundMessage, int]]) -> None:
+        """Held messages (`OutboundMessage.held`) an append committed, with their outbox ids."""
+        raise NotImplementedError("held messages need a log that retires them")
 
     @staticmethod
     def _leased(conn: psycopg.Connection[Any], lease: tuple[str, str, int]) -> bool:

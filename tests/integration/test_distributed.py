@@ -99,10 +99,11 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def coordinator(self, name: str = "c1") -> subprocess.Popen[bytes]:
+    def coordinator(self, name: str = "c1", eager: int = 0) -> subprocess.Popen[bytes]:
         return self.spawn(
-            "coordinator", "--name", name, "--lease-ttl", "3", "--poll", "0.2", *FAST_GROUPS
-        )
+            "coordinator", "--name", name, "--lease-ttl", "3", "--poll", "0.2", *FAST_GROUPS,
+            "--eager", str(eager), "--path", str(HERE),
+        )  # fmt: skip
 
     def worker(self, concurrency: int = 4) -> subprocess.Popen[bytes]:
         return self.spawn(
@@ -381,3 +382,93 @@ def test_replay_under_the_coordinator(cluster: Cluster, embedded_outputs: Any, m
         assert sum(after.values()) == EFFECTS
     with cluster.log() as events:
         assert events.get_run(replay_id).parent == run_id  # type: ignore[union-attr]
+
+
+# --- eager jobs: the coordinator runs ready jobs itself (runtime/eager.py) -------------------
+
+
+def ran_by(c: Cluster, run_id: str) -> dict[str, str]:
+    """Which process recorded each (non-item) node's result: the worker's or coordinator's name."""
+    with c.log() as events:
+        rows = events._conn().execute("SELECT message FROM job_results").fetchall()
+    found = [json.loads(message) for (message,) in rows]
+    return {r["node"]: r["worker"] for r in found if r["run"] == run_id and r["item"] is None}
+
+
+def job_rows(c: Cluster) -> int:
+    with c.log() as events:
+        row = (
+            events._conn()
+            .execute("SELECT count(*) FROM outbox WHERE topic LIKE 'node.jobs.%%'")
+            .fetchone()
+        )
+    return int(row[0]) if row else 0
+
+
+def test_eager_jobs_run_in_the_coordinator_like_the_embedded_runtime(
+    cluster: Cluster, embedded_outputs: Any
+) -> None:
+    (Path(cluster.env["AOBC_TEST_GATE"]) / "release").touch()
+    digest = deploy(cluster)
+    cluster.coordinator("c1", eager=2)
+    cluster.worker()
+    run_id = cluster.aobc("start", digest)
+    wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    assert outputs(cluster, run_id) == embedded_outputs
+    assert_one_effect_per_key(cluster, run_id)
+    by = ran_by(cluster, run_id)
+    assert len(by) == 8  # every function node answered once
+    # c1 is alone when it starts: it runs in the coordinator; f1..f4 and c2 are ready
+    # together, more than its 2 slots: the rest went to the worker.
+    assert by["c1"] == "c1"
+    assert 0 < sum(who == "c1" for who in by.values()) < 8
+    # A retired job leaves no row behind; the others' rows go once Kafka acknowledged them.
+    wait_until(lambda: job_rows(cluster) == 0, "the outbox to empty")
+
+
+def test_a_coordinator_killed_mid_eager_job_has_it_run_by_a_worker(
+    cluster: Cluster, embedded_outputs: Any
+) -> None:
+    gate = Path(cluster.env["AOBC_TEST_GATE"])
+    digest = deploy(cluster)
+    first = cluster.coordinator("c1", eager=8)
+    cluster.worker()
+    run_id = cluster.aobc("start", digest)
+    wait_until((gate / "started").exists, "c2 to block")
+    assert int((gate / "started").read_text()) == first.pid  # c2 runs in the coordinator
+    (gate / "started").unlink()
+    first.kill()
+    first.wait()
+    (gate / "release").touch()
+    # Its held job row is published by a relay's sweep once its grace has passed, and a
+    # worker runs it; the restarted coordinator takes its answer from there.
+    cluster.coordinator("c1", eager=8)
+    wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    assert outputs(cluster, run_id) == embedded_outputs
+    assert_one_effect_per_key(cluster, run_id, exactly_once=False)
+    c2 = [key for node, _, key in cluster.effects() if node == "c2"]
+    assert c2 == [idempotency_key(run_id, "c2")]  # killed before its effect: it ran once
+    assert ran_by(cluster, run_id)["c2"] != "c1"
+
+
+def test_sigterm_lets_eager_jobs_finish_before_the_coordinator_exits(
+    cluster: Cluster, embedded_outputs: Any
+) -> None:
+    gate = Path(cluster.env["AOBC_TEST_GATE"])
+    digest = deploy(cluster)
+    first = cluster.coordinator("c1", eager=8)
+    cluster.worker()
+    run_id = cluster.aobc("start", digest)
+    wait_until((gate / "started").exists, "c2 to block")
+    assert int((gate / "started").read_text()) == first.pid
+    first.send_signal(signal.SIGTERM)
+    log = cluster.dir / "coordinator-0.log"
+    wait_until(lambda: "eager job(s) may finish" in log.read_text(), "the coordinator to drain")
+    assert first.poll() is None  # it waits for c2
+    (gate / "release").touch()
+    assert first.wait(timeout=TIMEOUT) == 0
+    cluster.coordinator("c1", eager=8)
+    wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    assert outputs(cluster, run_id) == embedded_outputs
+    assert_one_effect_per_key(cluster, run_id)
+    assert ran_by(cluster, run_id)["c2"] == "c1"  # finished where it began
