@@ -16,7 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from aobc.cli.cluster import add_cluster_flags, kafka_for, serve_until_signalled, store_config
+from aobc.cli.cluster import (
+    add_cluster_flags,
+    add_shutdown_flag,
+    kafka_for,
+    serve_until_signalled,
+    shutdown_timeout,
+    store_config,
+)
 from aobc.cli.common import Reporter
 
 
@@ -40,6 +47,7 @@ def agent_topics(args: argparse.Namespace, settings: Any) -> Any:
 
 def register(p: argparse.ArgumentParser) -> None:
     add_cluster_flags(p, consumer=True)
+    add_shutdown_flag(p)
     add_agent_topic_flags(p)
     p.add_argument("--group", default="agent-runners", help="the consumer group runners share")
     p.add_argument("--concurrency", type=int, default=4, metavar="N", help="jobs at once")
@@ -117,7 +125,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         async def main(stop: asyncio.Event) -> None:
             await runner.serve(stop)
 
-        serve_until_signalled(main, args.verbose)
+        serve_until_signalled(main, args.verbose, shutdown_timeout(args))
     finally:
         bus.close()
     return 0

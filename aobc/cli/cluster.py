@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -75,20 +78,64 @@ def store_errors() -> Iterator[None]:
         raise AobcError(Diagnostic.error(err.code, message, JsonLoc("<stores>", ""))) from None
 
 
+def add_shutdown_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--shutdown-timeout", type=float, metavar="S",
+        help="after SIGTERM, exit (status 3) if a clean shutdown takes longer than this"
+        " (default: the drain timeout + 30 s)",
+    )  # fmt: skip
+
+
+def shutdown_timeout(args: argparse.Namespace) -> float:
+    given: float | None = args.shutdown_timeout
+    return given if given is not None else float(getattr(args, "drain_timeout", 30.0)) + 30.0
+
+
+#: The exit status of a shutdown cut short by its deadline (or by a second signal).
+SHUTDOWN_CUT: int = 3
+
+
 def serve_until_signalled(
-    main: Callable[[asyncio.Event], Coroutine[Any, Any, None]], verbose: bool = False
+    main: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+    verbose: bool = False,
+    shutdown_timeout: float | None = None,
 ) -> None:
-    """Run `main(stop)`; SIGTERM and SIGINT set `stop` (a clean shutdown, exit 0)."""
+    """Run `main(stop)`; SIGTERM and SIGINT set `stop` (a clean shutdown, exit 0).
+
+    A clean shutdown finishes or hands back the work in flight, which needs the servers: with
+    a broker or database gone, leaving a consumer group or flushing a producer can block for
+    as long as the client library retries. So the first signal also arms a deadline
+    (`shutdown_timeout`) and a second signal cuts the shutdown short: the process then exits
+    at once with `SHUTDOWN_CUT`, as a crash would, and what it had not acknowledged is
+    delivered again to another process (every effect keeps its idempotency key).
+    """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
 
+    def cut(why: str) -> None:
+        sys.stderr.write(f"shutdown cut short: {why}; unacknowledged work goes to others\n")
+        sys.stderr.flush()
+        os._exit(SHUTDOWN_CUT)
+
     async def go() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():
+                cut("a second signal")
+            stop.set()
+            if shutdown_timeout is not None:
+                timer = threading.Timer(
+                    shutdown_timeout, cut, (f"not done after {shutdown_timeout:g} s",)
+                )
+                timer.daemon = True  # a shutdown that finishes in time exits without it
+                timer.start()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         await main(stop)
 
     asyncio.run(go())

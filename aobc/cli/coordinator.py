@@ -6,12 +6,20 @@ import argparse
 import asyncio
 import sys
 
-from aobc.cli.cluster import add_cluster_flags, kafka_for, serve_until_signalled, store_config
+from aobc.cli.cluster import (
+    add_cluster_flags,
+    add_shutdown_flag,
+    kafka_for,
+    serve_until_signalled,
+    shutdown_timeout,
+    store_config,
+)
 from aobc.cli.common import Reporter, add_policy_flag, policy_from
 
 
 def register(p: argparse.ArgumentParser) -> None:
     add_cluster_flags(p, consumer=True)
+    add_shutdown_flag(p)
     add_policy_flag(p)
     p.add_argument("--name", help="this coordinator's name; keep it across restarts (leases)")
     p.add_argument("--lease-ttl", type=float, default=10.0, metavar="S", help="run lease length")
@@ -110,7 +118,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         async def main(stop: asyncio.Event) -> None:
             await coordinator.serve(stop)
 
-        serve_until_signalled(main, args.verbose)
+        serve_until_signalled(main, args.verbose, shutdown_timeout(args))
     finally:
         coordinator.close()
     return 0

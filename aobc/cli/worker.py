@@ -6,12 +6,20 @@ import argparse
 import asyncio
 import sys
 
-from aobc.cli.cluster import add_cluster_flags, kafka_for, serve_until_signalled, store_config
+from aobc.cli.cluster import (
+    add_cluster_flags,
+    add_shutdown_flag,
+    kafka_for,
+    serve_until_signalled,
+    shutdown_timeout,
+    store_config,
+)
 from aobc.cli.common import Reporter, add_policy_flag, policy_from
 
 
 def register(p: argparse.ArgumentParser) -> None:
     add_cluster_flags(p, consumer=True)
+    add_shutdown_flag(p)
     add_policy_flag(p)
     p.add_argument(
         "--priorities", default="high,medium,low", help="job queues to take, most urgent first"
@@ -65,7 +73,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         async def main(stop: asyncio.Event) -> None:
             await worker.serve(stop)
 
-        serve_until_signalled(main, args.verbose)
+        serve_until_signalled(main, args.verbose, shutdown_timeout(args))
     finally:
         worker.close()
     return 0

@@ -472,3 +472,23 @@ def test_sigterm_lets_eager_jobs_finish_before_the_coordinator_exits(
     assert outputs(cluster, run_id) == embedded_outputs
     assert_one_effect_per_key(cluster, run_id)
     assert ran_by(cluster, run_id)["c2"] == "c1"  # finished where it began
+
+
+def test_a_worker_whose_broker_is_gone_still_exits_on_sigterm(cluster: Cluster) -> None:
+    # Leaving a group or flushing a producer with the broker gone can block for as long as
+    # librdkafka retries: the shutdown deadline bounds it (the work not acknowledged is
+    # delivered again to others, as after a crash).
+    from aobc.cli.cluster import SHUTDOWN_CUT
+    from aobc.testing.services import KafkaServer
+
+    with KafkaServer() as kafka:
+        cluster.env["AOBC_KAFKA_URL"] = kafka.url
+        worker = cluster.spawn(
+            "worker", "--drain-timeout", "1", "--shutdown-timeout", "4", "--path", str(HERE),
+            *FAST_GROUPS,
+        )  # fmt: skip
+        log = cluster.dir / "worker-0.log"
+        wait_until(lambda: "ready" in log.read_text(), "the worker to start")
+        kafka.stop()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=TIMEOUT) in (0, SHUTDOWN_CUT)
