@@ -55,6 +55,8 @@ REMOTE_KINDS: Final = frozenset({"function", "http"})
 RESULTS_TOPIC: Final = "node.results"
 PRIORITIES: Final = ("high", "medium", "low")
 JOB_VERSION: Final = 1
+#: The inbox consumer under which the jobs sent without a start event of their own are claimed.
+SENT: Final = "aobc.sent"
 _decode = msgspec.json.Decoder().decode
 
 
@@ -265,9 +267,13 @@ class RemoteNodes(NodeExecutors):
             future = self._wait_for(run_id, key)
             attempt = max(1, d.state.attempts.get(node_id, 1))
             job = self._job(d, node_id, cfg, env, item, d.index[node_id], attempt, key)
-            await asyncio.to_thread(
-                self.log.send, [OutboundMessage(self._topic(run_id), run_id, job)]
-            )
+            message = OutboundMessage(self._topic(run_id), run_id, job)
+            if not await asyncio.to_thread(self._send_once, key, message):
+                # Sent before this coordinator restarted: that job is answered (or being
+                # answered); sending it again would run its effect a second time.
+                stored = await asyncio.to_thread(self.log.stored_result, key)
+                if stored is not None:
+                    self.resolve(stored)
         else:
             future = entry[1]
         limit = timeout_s(cfg)
@@ -278,6 +284,16 @@ class RemoteNodes(NodeExecutors):
             self.waiters.pop(key, None)
             raise NodeFailure(f"no worker answered within {wait:.0f} s", "timeout") from None
         return self._outcome(d, node_id, result)
+
+    def _send_once(self, key: str, message: OutboundMessage) -> bool:
+        """Queue a job whose start has no event of its own (a map's item) unless one with its
+        key was queued before: False then. The claim (in the inbox, under `SENT`) commits
+        with the job's outbox row, so a job exists exactly when its claim does."""
+        with self.log.transaction() as tx:
+            if not tx.claim(SENT, key):
+                return False
+            tx.send(message.topic, message.key, message.message)
+        return True
 
     def _wait_for(self, run_id: str, key: str) -> asyncio.Future[dict[str, Any]]:
         entry = self.waiters.get(key)

@@ -46,6 +46,12 @@ def gate(inputs: dict[str, Any], ctx: Any) -> int:
     return step(inputs, ctx)
 
 
+def item_gate(inputs: dict[str, Any], ctx: Any) -> int:
+    """As `item`, once the test releases it (as `gate`)."""
+    gate(inputs, ctx)  # records the effect, once released
+    return int(inputs["item"]) * 10
+
+
 def item(inputs: dict[str, Any], ctx: Any) -> int:
     _record(ctx)
     return int(inputs["item"]) * 10

@@ -492,3 +492,63 @@ def test_a_worker_whose_broker_is_gone_still_exits_on_sigterm(cluster: Cluster) 
         kafka.stop()
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=TIMEOUT) in (0, SHUTDOWN_CUT)
+
+
+MAP_WORKFLOW = """
+workflow m {
+  output items = fan
+  fan = map [1, 2] {
+    concurrency: 1
+    body: function "dist_fns:item_gate" { effect: effectful, args: { item: "${item}" } }
+  }
+}
+"""
+
+
+def test_a_map_item_in_flight_when_the_coordinator_restarts_runs_once(cluster: Cluster) -> None:
+    gate = Path(cluster.env["AOBC_TEST_GATE"])
+    path = cluster.dir / "m.aobir"
+    write(path, lower(load_text(MAP_WORKFLOW, "m.aob")))
+    digest = cluster.aobc("deploy", str(path))
+    first = cluster.coordinator("c1")
+    cluster.worker()
+    run_id = cluster.aobc("start", digest)
+    wait_until((gate / "started").exists, "the first item to block on a worker")
+    first.kill()
+    first.wait()
+    # The restarted coordinator starts the map again; the item whose job is out is not sent
+    # a second time (the worker would run it again beside the first).
+    cluster.coordinator("c1")
+    with cluster.log() as events:
+        wait_until(
+            lambda: sum(e.type == "node.started" for e in events.read(run_id)) == 2,
+            "the map to start again",
+        )
+    (gate / "release").touch()
+    wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    assert outputs(cluster, run_id) == {"items": [10, 20]}
+    assert sorted(item for _, item, _ in cluster.effects()) == ["0", "1"]
+    # Whether a second job would have run depends on where it was queued; that there is none
+    # does not: one job per item was ever produced.
+    assert jobs_produced(cluster) == 2
+
+
+def jobs_produced(c: Cluster) -> int:
+    """Messages ever produced to node.jobs.medium: the sum of its partitions' end offsets."""
+    import confluent_kafka
+
+    settings = kafka_settings(c.kafka)
+    topic = settings.physical("node.jobs.medium")
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": settings.bootstrap, "group.id": f"count-{uuid.uuid4().hex[:6]}"}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=TIMEOUT).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(
+                confluent_kafka.TopicPartition(topic, p), timeout=TIMEOUT
+            )[1]
+            for p in partitions
+        )
+    finally:
+        consumer.close()
