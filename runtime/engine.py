@@ -385,6 +385,8 @@ class Engine:
         child._http = self._http
         child._providers = self._providers
         child.host = self.host
+        if self.nodes.serves_children:  # a coordinator's children's jobs go to workers too
+            child.nodes = self.nodes
         return await child.start(ir, inputs, run_id=child_id, parent=parent.state.run_id)
 
     def _child_options(self) -> EngineOptions:

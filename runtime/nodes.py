@@ -72,6 +72,9 @@ class NodeExecutors:
     #: append a node's start and an effect's completion with the loop's next batch instead
     #: of at once, because no effect can begin before that batch commits.
     batches_writes: bool = False
+    #: True for an executor that also runs the nodes of sub-workflow runs (their engines use
+    #: it instead of their own): a coordinator's, which sends their jobs to workers.
+    serves_children: bool = False
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

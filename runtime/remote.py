@@ -172,6 +172,7 @@ class RemoteNodes(NodeExecutors):
     """`engine.nodes` for a coordinator; see the module docstring."""
 
     batches_writes = True
+    serves_children = True
 
     def __init__(
         self, engine: Engine, log: CoordinatorLog, cas: KnownCAS, options: RemoteOptions

@@ -552,3 +552,51 @@ def jobs_produced(c: Cluster) -> int:
         )
     finally:
         consumer.close()
+
+
+SUB_WORKFLOW = """
+workflow s {
+  output total = after
+  first = function "dist_fns:step" { effect: effectful }
+  inner = composite workflow inner {
+    input x: int
+    output y = twice
+    once = function "dist_fns:step" { effect: effectful, args: { x: "${inputs.x}" } }
+    twice = function "dist_fns:step" { effect: effectful, args: { y: "${once}" } }
+    once -> twice
+  } { args: { x: "${first}" } }
+  after = function "dist_fns:step" { effect: effectful, args: { y: "${inner.y}" } }
+  first -> inner -> after
+}
+"""
+
+
+def test_a_sub_workflows_nodes_run_on_workers(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = cluster.dir / "s.aobir"
+    ir = lower(load_text(SUB_WORKFLOW, "s.aob"))
+    write(path, ir)
+    digest = cluster.aobc("deploy", str(path))
+    cluster.coordinator("c1")
+    cluster.worker()
+    run_id = cluster.aobc("start", digest)
+    wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    monkeypatch.setenv("AOBC_TEST_EFFECTS", str(cluster.dir / "embedded-effects.txt"))
+    with EmbeddedStores.memory() as st:
+        engine = Engine(Stores(st.events, st.cas), EngineOptions(search_path=[str(HERE)]))
+
+        async def embedded() -> Any:
+            try:
+                return await engine.start(ir, {})
+            finally:
+                await engine.close()
+
+        expected = asyncio.run(embedded())
+    assert outputs(cluster, run_id) == expected.outputs == {"total": 4}
+    with cluster.log() as events:
+        rows = events._conn().execute("SELECT message FROM job_results").fetchall()
+    ran = {(m["run"], m["node"]): m["worker"] for m in (json.loads(r) for (r,) in rows)}
+    child = f"{run_id}/inner"
+    assert set(ran) == {(run_id, "first"), (child, "once"), (child, "twice"), (run_id, "after")}
+    assert "c1" not in ran.values()  # no job ran in the coordinator
