@@ -98,6 +98,9 @@ class RunDriver:
         self.values: list[Any] = []
         self.memo_pending: dict[str, str] = {}
         self.unfused: set[Any] = set()  # fused regions this run runs node by node instead
+        # True while `run_now` drives a run the store does not hold yet: nothing is written
+        # until the run ends, and then all of it at once (see `Engine.run_now`).
+        self.atomic = False
         self.ir: ExecIR = ir
         self.set_ir(ir)
 
@@ -163,6 +166,8 @@ class RunDriver:
 
     def flush(self) -> None:
         """Append the queued events in one transaction (the write-ahead point)."""
+        if self.atomic:
+            return  # the run is recorded whole when it ends, with every queued event
         status, self.final_status = self.final_status, None
         if not self.pending:
             if status is not None:
@@ -218,7 +223,31 @@ class RunDriver:
         """Whether a held patch still waits for a person's decision."""
         return any("approval" not in h for h in self.state.held.values())
 
+    def end_status(self, status: str) -> None:
+        """Set the run's status as it ends: in the store now, or, for a run recorded whole
+        when it ends (`atomic`), with its events."""
+        if self.atomic:
+            self.final_status = status
+        else:
+            self.events.set_status(self.state.run_id, status)
+
     # --- the loop -----------------------------------------------------------------------
+
+    def run_now(self) -> None:
+        """What `drive` does for a fresh run whose every node runs inline (a pure
+        synchronous function, a condition or a join): run them all, then finish; no await,
+        no task, no wait. Nothing is written meanwhile (`atomic`): the events stay queued in
+        `pending` and the status in `final_status`, for the caller to record the run whole
+        (`Engine.run_now`). Nobody outside can have appended to a run the store does not hold
+        yet, so the checks `drive` makes between steps for cancels, decisions and live
+        patches have nothing to find."""
+        self.atomic = True
+        self.dispatch()
+        if self.state.finished:
+            return
+        if self.tasks or self.ready:
+            raise RuntimeError(f"run {self.state.run_id}: a node did not run inline")
+        self.finish()
 
     async def drive(self) -> RunResult:
         self.engine.waits.rearm(self)
@@ -342,6 +371,8 @@ class RunDriver:
                 self.fail(self.ids[self.routing.current], err)
                 return
             for i in slow:
+                if self.state.finished:
+                    return  # a node failed the run: nothing more starts, nothing is logged
                 self.start_node(i)
 
     def start_node(self, i: int) -> None:
@@ -547,7 +578,7 @@ class RunDriver:
         attempt = self.state.attempts.get(node_id, 1)
         self.emit("node.failed", self.failure_data(node_id, err, attempt, final=True))
         self.emit("run.failed", {"error": f'node "{node_id}" failed: {err}', "node": node_id})
-        self.events.set_status(self.state.run_id, "failed")
+        self.end_status("failed")
 
     def finish(self) -> None:
         # `settled` is the core's own loop; routing never marks a node FAILED (a failure
@@ -568,7 +599,7 @@ class RunDriver:
                 "run.failed",
                 {"error": f"internal: nodes {', '.join(stuck)} never finished", "node": None},
             )
-            self.events.set_status(self.state.run_id, "failed")
+            self.end_status("failed")
             return
         outputs = {}
         values = self.values
@@ -580,7 +611,7 @@ class RunDriver:
                 outputs[name] = evaluate(expr, self.env)
             except ExprError as err:
                 self.emit("run.failed", {"error": f'output "{name}": {err}', "node": None})
-                self.events.set_status(self.state.run_id, "failed")
+                self.end_status("failed")
                 return
         digest = self.engine.values.put(outputs)
         self.emit("run.succeeded", {"outputs": digest, "value": outputs})

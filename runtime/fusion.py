@@ -91,6 +91,9 @@ class Fusion:
 
         self.by_root: dict[int, Fused] = {}
         self.count = 0
+        #: The region that holds every node of the IR, if one does: a fresh run's every
+        #: node then runs in its one call (see `Engine.run_now`).
+        self.whole: Fused | None = None
         for region in regions(ir, candidate):
             fns = tuple(engine.functions.resolve(ref).fn for ref in region.fns)
             ids = [ir.nodes[m].id for m in region.members]
@@ -98,6 +101,8 @@ class Fusion:
             self.count += 1
             for r in region.roots:
                 self.by_root[r] = fused
+            if len(region.members) == len(ir.nodes):
+                self.whole = fused
 
     def run_ready(self, d: RunDriver) -> None:
         """Call every region whose roots are ready and whose outside inputs are done."""

@@ -68,12 +68,14 @@ class Plan:
     __slots__ = (
         "_templates",
         "configs",
+        "direct_outputs",
         "edges",
         "fast",
         "fusion",
         "guarded",
         "ids",
         "index",
+        "inline",
         "ir",
         "outputs",
     )
@@ -89,6 +91,9 @@ class Plan:
         # frozen nodes adjusts its own copy.
         self.fast: dict[bool, list[Callable[[dict[str, Any]], Any] | None]] = {}
         self.fusion: Any = None  # aobc.runtime.fusion.Fusion, made on first use
+        # Whether every node runs inline, so a run can end without awaiting anything (see
+        # `Engine.run_now`); decided by the engine on first use.
+        self.inline: bool | None = None
         # Per output: its name, its expression, and the node it names when it is a plain
         # reference to one (read from the run's values by index, no evaluation), else -1.
         self.outputs: list[tuple[str, str, int]] = []
@@ -96,6 +101,7 @@ class Plan:
             text: str = ir.consts[o.expr]
             ref = text in self.index and is_identifier(text) and text not in KEYWORDS
             self.outputs.append((o.name, text, self.index[text] if ref else -1))
+        self.direct_outputs = all(ref >= 0 for _, _, ref in self.outputs)
         # A fresh run's routing state and roots, per core implementation (the two cores'
         # states do not mix, and a process may switch cores between runs).
         self._templates: dict[str, tuple[core.Routing, list[int]]] = {}

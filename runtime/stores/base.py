@@ -103,7 +103,13 @@ class EventLog(Protocol):
     """Durable, append-only, per-run event sequences and the tables derived from them.
 
     Reading a run that does not exist gives no events (`read` is [] and `last_seq` 0);
-    writing to one (`append`, `set_status`) raises KeyError."""
+    writing to one (`append`, `set_status`) raises KeyError.
+
+    Optional, used by the engine when a log has them (the embedded logs do):
+    `append_ending(run_id, events, status, *, expect_seq)`, an append that sets the run's
+    final status in the same transaction; and `create_finished(record, events)`, a run that
+    already ended recorded whole (record with its final status, log from `run.started`) in
+    one transaction, Conflict if its id or idempotency key is taken."""
 
     def create_run(
         self, record: RunRecord, first: Sequence[tuple[str, dict[str, Any]]]

@@ -39,6 +39,9 @@ class LocalCAS:
         self.root = Path(root)
         self.fsync = fsync
         self.root.mkdir(parents=True, exist_ok=True)
+        # `put` and `has` build paths as strings: pathlib's cost was most of a put of an
+        # object already stored (a stat), which is what every run of the same workflow does.
+        self._prefix = os.path.join(str(self.root), "")
 
     def path(self, digest: str) -> Path:
         """Where the object `digest` is (or would be) stored; ValueError if malformed."""
@@ -48,14 +51,14 @@ class LocalCAS:
 
     def put(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
-        path = self.path(digest)
         try:
             # The object is immutable: if a file of the right size is there, we are done. A
             # wrong size (a truncated copy) is rewritten; other damage shows up on `get`.
-            if path.stat().st_size == len(data):
+            if os.stat(f"{self._prefix}{digest[:2]}/{digest[2:]}").st_size == len(data):
                 return digest
         except FileNotFoundError:
             pass
+        path = self.path(digest)
         path.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -89,10 +92,9 @@ class LocalCAS:
         return data
 
     def has(self, digest: str) -> bool:
-        try:
-            return self.path(digest).is_file()
-        except ValueError:
+        if not _DIGEST.fullmatch(digest):
             return False
+        return os.path.isfile(f"{self._prefix}{digest[:2]}/{digest[2:]}")
 
     def _quarantine(self, path: Path, digest: str) -> Path:
         """Move a corrupt file out of the way, so that the object reads as absent."""

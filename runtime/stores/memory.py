@@ -187,6 +187,30 @@ class MemoryEventLog:
                 self._keys[record.namespace, key] = record.run_id
             return self._append(record.run_id, run, encoded)
 
+    def create_finished(
+        self, record: RunRecord, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[Event]:
+        """Record a run that has already ended, whole: its record (with its final status)
+        and its log, the first event being its `run.started`. Raise Conflict if its id, or
+        its idempotency key in its namespace, is taken."""
+        encoded = self._encode_events(events)
+        if record.labels:
+            labels, record = _encoded(record.labels)[0], _replace(record, labels={})
+        else:
+            labels = "{}"  # and the record's own empty dict is never read (see `_Run`)
+        key = record.idempotency_key
+        with self._lock:
+            self._check_open()
+            if record.run_id in self._runs:
+                raise Conflict(f"run {record.run_id!r} already exists")
+            if key is not None:
+                if (record.namespace, key) in self._keys:
+                    raise Conflict(f"idempotency key {key!r} is taken in {record.namespace!r}")
+                self._keys[record.namespace, key] = record.run_id
+            run = _Run(record, labels, 1, [])
+            self._runs[record.run_id] = run
+            return self._append(record.run_id, run, encoded)
+
     def append(
         self,
         run_id: str,

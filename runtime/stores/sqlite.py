@@ -330,6 +330,36 @@ class SqliteEventLog:
                 raise Conflict(f"run {record.run_id!r} already exists") from err
             return self._insert(conn, record.run_id, 0, encoded)
 
+    def create_finished(
+        self, record: RunRecord, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[Event]:
+        """Record a run that has already ended, whole and in one transaction: its record
+        (with its final status) and its log, the first event being its `run.started`. Raise
+        Conflict if its id, or its idempotency key in its namespace, is taken."""
+        encoded = _encode_events(events)  # outside the lock: a bad event fails early
+        labels = _json(record.labels)
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    f"INSERT INTO runs ({_RUN_COLUMNS}, first_events)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                    (
+                        record.run_id,
+                        record.workflow,
+                        record.ir_hash,
+                        record.status,
+                        record.created,
+                        record.updated,
+                        record.namespace,
+                        record.parent,
+                        record.idempotency_key,
+                        labels,
+                    ),
+                )
+            except sqlite3.IntegrityError as err:
+                raise Conflict(f"run {record.run_id!r} or its idempotency key is taken") from err
+            return self._insert(conn, record.run_id, 0, encoded)
+
     def append(
         self,
         run_id: str,

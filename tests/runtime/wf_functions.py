@@ -110,3 +110,12 @@ def step(inputs: dict[str, Any]) -> int:
     """
     STEPS.append(dict(inputs))
     return (1 + sum(_number(v) for v in inputs.values())) % 97
+
+
+def die_if_told(inputs: dict[str, Any]) -> int:
+    """Pure, but SIGKILLs its own process when $WF_DIE is set: a crash in the middle of a run."""
+    if os.environ.get("WF_DIE"):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 1
