@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import sql
 
@@ -61,6 +62,7 @@ from aobc.runtime.stores.s3 import S3CAS
 from aobc.runtime.stores.tiered import TieredCAS
 
 log = logging.getLogger("aobc.coordinator")
+_decode = msgspec.json.Decoder().decode
 
 _NOW = "extract(epoch from clock_timestamp())"
 
@@ -123,32 +125,37 @@ class Coordinator:
 
     # --- leases ------------------------------------------------------------------------------
 
-    def claim(self, limit: int) -> list[str]:
-        """Lease up to `limit` running runs nobody else holds; their ids."""
+    def claim(self, limit: int) -> list[tuple[str, str | None]]:
+        """Lease up to `limit` running runs nobody else holds: (run id, priority label), in
+        two statements however many there are."""
         if limit <= 0:
             return []
         conn = self.log._conn()
         rows = conn.execute(
-            "SELECT r.run_id FROM runs r LEFT JOIN run_leases l USING (run_id)"
+            "SELECT r.run_id, r.labels FROM runs r LEFT JOIN run_leases l USING (run_id)"
             " WHERE r.status = 'running' AND position('/' in r.run_id) = 0"  # not a child run
             f" AND (l.run_id IS NULL OR l.expires < {_NOW} OR l.owner = %s)"
             " AND NOT (r.run_id = ANY(%s)) ORDER BY r.created LIMIT %s",
             (self.name, list(self.driving), limit),
         ).fetchall()
+        if not rows:
+            return []
+        labels = {run_id: _decode(text) for run_id, text in rows}  # json comes back as text
+        won = conn.execute(
+            "INSERT INTO run_leases (run_id, owner, epoch, expires)"
+            f" SELECT u.run_id, %s, 1, {_NOW} + %s FROM unnest(%s::text[]) AS u(run_id)"
+            " ON CONFLICT (run_id) DO UPDATE"
+            " SET owner = excluded.owner, epoch = run_leases.epoch + 1,"
+            " expires = excluded.expires"
+            f" WHERE run_leases.expires < {_NOW} OR run_leases.owner = excluded.owner"
+            " RETURNING run_id, epoch",
+            (self.name, self.options.lease_ttl, list(labels)),
+        ).fetchall()
         taken = []
-        for (run_id,) in rows:
-            row = conn.execute(
-                "INSERT INTO run_leases (run_id, owner, epoch, expires)"
-                f" VALUES (%s, %s, 1, {_NOW} + %s) ON CONFLICT (run_id) DO UPDATE"
-                " SET owner = excluded.owner, epoch = run_leases.epoch + 1,"
-                " expires = excluded.expires"
-                f" WHERE run_leases.expires < {_NOW} OR run_leases.owner = excluded.owner"
-                " RETURNING epoch",
-                (run_id, self.name, self.options.lease_ttl),
-            ).fetchone()
-            if row is not None:
-                self.log.leases[run_id] = int(row[0])
-                taken.append(run_id)
+        for run_id, epoch in sorted(won, key=lambda row: list(labels).index(row[0])):
+            self.log.leases[run_id] = int(epoch)
+            priority = labels[run_id].get("priority")
+            taken.append((run_id, priority if priority in ("high", "medium", "low") else None))
         return taken
 
     def renew(self) -> None:
@@ -171,10 +178,9 @@ class Coordinator:
 
     # --- driving -------------------------------------------------------------------------------
 
-    async def drive(self, run_id: str) -> None:
-        record = self.log.get_run(run_id)
-        if record is not None and record.labels.get("priority") in ("high", "medium", "low"):
-            self.nodes.priorities[run_id] = str(record.labels["priority"])
+    async def drive(self, run_id: str, priority: str | None = None) -> None:
+        if priority is not None:
+            self.nodes.priorities[run_id] = priority
         done = False
         try:
             result = await self.engine.resume(run_id)
@@ -224,8 +230,8 @@ class Coordinator:
         try:
             while not stop.is_set():
                 room = self.options.max_runs - len(self.driving)
-                for run_id in self.claim(room):
-                    self.driving[run_id] = asyncio.create_task(self.drive(run_id))
+                for run_id, priority in self.claim(room):
+                    self.driving[run_id] = asyncio.create_task(self.drive(run_id, priority))
                 if loop.time() - renewed >= renew_every:
                     self.renew()
                     renewed = loop.time()

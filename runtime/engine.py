@@ -507,8 +507,10 @@ class Engine:
                 )
             )
         try:
-            if created is None and self.stores.events.get_run(run_id) is not None:
-                self.stores.events.set_status(run_id, "running")
+            if created is None:
+                record = self.stores.events.get_run(run_id)
+                if record is not None and record.status != "running":
+                    self.stores.events.set_status(run_id, "running")
             driver = RunDriver(self, state, self.load_ir(state.ir))
             try:
                 return await driver.drive()

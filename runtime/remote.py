@@ -95,6 +95,7 @@ class CoordinatorLog(PostgresEventLog):
         *,
         expect_seq: int | None = None,
         messages: Sequence[OutboundMessage] = (),
+        status: str | None = None,
     ) -> list[Event]:
         root = root_run(run_id)
         epoch = self.leases.get(root)
@@ -111,6 +112,7 @@ class CoordinatorLog(PostgresEventLog):
             lease=(root, self.owner, epoch),
             expect_seq=expect_seq,
             messages=[*pending[:sent], *messages],
+            status=status,
         )
         if stored is None:
             raise LeaseLost(f"run {root}: lease epoch {epoch} of {self.owner} was taken")
@@ -118,6 +120,17 @@ class CoordinatorLog(PostgresEventLog):
         if not pending:
             self._outgoing.pop(run_id, None)
         return stored
+
+    def append_ending(
+        self,
+        run_id: str,
+        events: Sequence[tuple[str, dict[str, Any]]],
+        status: str,
+        *,
+        expect_seq: int | None = None,
+    ) -> list[Event]:
+        """`append`, setting the run's (final) status in the same statement."""
+        return self.append(run_id, events, expect_seq=expect_seq, status=status)
 
     def kept(self, held: Sequence[tuple[OutboundMessage, int]]) -> None:
         if self.eager is None:

@@ -217,7 +217,9 @@ WITH lease AS (
     SELECT 1 FROM run_leases
     WHERE run_id = %(root)s AND owner = %(owner)s AND epoch = %(epoch)s FOR SHARE
 ), r AS (
-    UPDATE runs SET last_seq = last_seq + %(n)s
+    UPDATE runs SET last_seq = last_seq + %(n)s,
+        status = coalesce(%(status)s::text, status),
+        updated = CASE WHEN %(status)s::text IS NULL THEN updated ELSE %(now)s END
     WHERE run_id = %(run)s AND EXISTS (SELECT 1 FROM lease) {condition}
     RETURNING last_seq - %(n)s AS base
 ), ev AS (
@@ -656,9 +658,12 @@ class PostgresEventLog:
         lease: tuple[str, str, int],
         expect_seq: int | None = None,
         messages: Sequence[OutboundMessage] = (),
+        status: str | None = None,
     ) -> list[Event] | None:
         """As `append(..., messages=...)`, in one statement, and only while the `run_leases`
-        row (root run id, owner, epoch) exists: None when it does not (nothing written)."""
+        row (root run id, owner, epoch) exists: None when it does not (nothing written).
+        `status`: the run's new status, set in the same statement (its final one, with its
+        last events)."""
         encoded = _encode_events(events)
         if not encoded:  # nothing to number: the general path
             if any(m.held for m in messages):
@@ -668,6 +673,8 @@ class PostgresEventLog:
                     return None
                 stored = tx.append(run_id, events, expect_seq=expect_seq)
                 self._send(tx._conn, messages)
+                if status is not None:
+                    tx.set_status(run_id, status)
                 return stored
         conn = self._conn()
         now = time.time()
@@ -690,6 +697,7 @@ class PostgresEventLog:
                 "keys": keys,
                 "payloads": payloads,
                 "directs": [self.publisher is not None or m.held for m in messages],
+                "status": status,
             },
         ).fetchone()
         assert row is not None
