@@ -76,6 +76,11 @@ async def read_body(request: Request, route: Route, settings: Settings) -> Any:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ApiError(400, "bad-request", f"the body is not JSON: {err}") from None
+    bad = bad_text(body)
+    if bad is not None:
+        where, why = bad
+        diag = Diagnostic.error(ec.BAD_REQUEST, why, JsonLoc("<request>", where))
+        raise ApiError(422, "bad-request", f"the body at {where or '/'}: {why}", [diag])
     errors = sorted(_validator(route.body).iter_errors(body), key=lambda e: list(e.path))
     if errors:
         diags = [
@@ -92,12 +97,40 @@ async def read_body(request: Request, route: Route, settings: Settings) -> Any:
     return body
 
 
+def bad_text(value: Any, where: str = "") -> tuple[str, str] | None:
+    """(JSON pointer, reason) of the first string in `value` (keys too) that no store can hold:
+    one with a NUL character (PostgreSQL text refuses it) or a lone surrogate (not UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return where, "text may not contain NUL characters"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where, "text must be valid Unicode (a lone surrogate)"
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = bad_text(k, where) or bad_text(v, f"{where}/{k}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = bad_text(v, f"{where}/{i}")
+            if found is not None:
+                return found
+    return None
+
+
 def check_params(request: Request, route: Route) -> None:
     """Query and header parameters against their declared schemas: 400 when one does not fit.
 
     Unknown query parameters and unknown enum values are refused rather than ignored: a
     mistyped filter (`?stauts=failed`) must not answer with everything, unfiltered.
     """
+    for name, raw in [*request.path_params.items(), *request.query_params.items()]:
+        bad = bad_text(raw)
+        if bad is not None:
+            raise ApiError(400, "bad-request", f"{name}: {bad[1]}")
     known = {p.name for p in route.params if p.where == "query"}
     unknown = sorted(set(request.query_params) - known)
     if unknown:

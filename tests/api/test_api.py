@@ -113,6 +113,17 @@ def test_methods_and_parameters_outside_the_spec_are_refused(server: Server) -> 
             assert r.json()["error"]["code"] == "bad-request"
         assert "stauts" in c.get("/runs?stauts=failed").json()["error"]["message"]
         assert c.get("/runs?status=failed&limit=5").status_code == 200
+        # Text no store can hold (NUL: PostgreSQL refuses it; a lone surrogate is not UTF-8).
+        r = c.put("/workflows/w/tags/t", json={"hash": "a" * 64, "namespace": "x\u0000y"})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["diagnostics"][0]["pointer"] == "/namespace"
+        bad = c.put(
+            "/workflows/w/tags/t",
+            content=b'{"hash": "\\ud800"}',
+            headers={"content-type": "application/json"},
+        )
+        assert bad.status_code == 422, bad.text
+        assert c.get("/runs/r-%00").status_code == 400
 
 
 def test_metrics_count_runs_by_state_and_node_latency(server: Server, gate: str) -> None:

@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from apischema import CHECKS, check_api
 from apiserver import Server, sse, start
+from schemathesis import GenerationMode
 from test_distributed import (  # the cluster harness of the distributed-runtime tests
     FAST_GROUPS,
     HERE,
@@ -267,3 +269,13 @@ def test_patches_invalid_refused_with_nothing_changed_valid_applied_by_the_coord
         assert c.get(f"/runs/{run_id}").json()["version"] != version
         c.post(f"/runs/{run_id}/cancel", json={"reason": "done"})
         until(stream, "run.cancelled")
+
+
+@pytest.mark.parametrize("mode", list(CHECKS), ids=lambda m: m.value)
+def test_generated_requests_find_no_server_errors_over_the_distributed_runtime(
+    stack: tuple[Server, Cluster], mode: GenerationMode
+) -> None:
+    # The same generated requests as against the embedded backend (tests/api), here with a
+    # coordinator driving what they start and decide.
+    server, _ = stack
+    check_api(server, mode)
