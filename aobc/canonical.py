@@ -8,16 +8,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+from json.encoder import encode_basestring
 from typing import Any, Final
 
 _ENCODER: Final = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
 )
+# The C encoder `_ENCODER.encode` builds anew on every call (most of the cost of encoding a
+# small value), made once: the same function with the same settings, so the same bytes and
+# errors. Without the circular-reference markers (a dict it would share between calls and
+# threads): a cycle recurses until RecursionError, reported as the ValueError `encode` raises.
+_make = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE: Final = (
+    _make(None, _ENCODER.default, encode_basestring, None, ":", ",", True, False, False)
+    if _make is not None
+    else None
+)
 
 
 def canonical_bytes(value: Any) -> bytes:
     """The canonical encoding of a JSON value."""
-    return _ENCODER.encode(value).encode("utf-8")
+    if _C_ENCODE is None or isinstance(value, str):
+        return _ENCODER.encode(value).encode("utf-8")
+    try:
+        return "".join(_C_ENCODE(value, 0)).encode("utf-8")
+    except RecursionError:
+        raise ValueError("Circular reference detected (or nesting too deep)") from None
 
 
 def sha256_hex(data: bytes) -> str:
