@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -108,7 +109,10 @@ class Coordinator:
         # Direct: the coordinator's jobs are produced as their transaction commits; the
         # relay's thread deletes them once acknowledged and sweeps up anyone's leftovers.
         self.relay = OutboxRelay(self.log, self.bus, direct=True).start()
-        self.engine = Engine(Stores(self.log, self.cas), options.engine)
+        # A run held by people only says "waiting", as the embedded runtime's do; this
+        # coordinator keeps driving it (its deadlines: escalations, timeouts).
+        engine_options = dataclasses.replace(options.engine, mark_waiting=True)
+        self.engine = Engine(Stores(self.log, self.cas), engine_options)
         self.nodes = RemoteNodes(self.engine, self.log, self.cas, options.remote)
         self.engine.nodes = self.nodes
         self.eager: EagerJobs | None = None
@@ -133,7 +137,8 @@ class Coordinator:
         conn = self.log._conn()
         rows = conn.execute(
             "SELECT r.run_id, r.labels FROM runs r LEFT JOIN run_leases l USING (run_id)"
-            " WHERE r.status = 'running' AND position('/' in r.run_id) = 0"  # not a child run
+            " WHERE r.status IN ('running', 'waiting')"
+            " AND position('/' in r.run_id) = 0"  # not a child run
             f" AND (l.run_id IS NULL OR l.expires < {_NOW} OR l.owner = %s)"
             " AND NOT (r.run_id = ANY(%s)) ORDER BY r.created LIMIT %s",
             (self.name, list(self.driving), limit),

@@ -101,6 +101,7 @@ class RunDriver:
         # True while `run_now` drives a run the store does not hold yet: nothing is written
         # until the run ends, and then all of it at once (see `Engine.run_now`).
         self.atomic = False
+        self.marked_waiting = False  # what `mark_waiting` last wrote: "waiting" (or not)
         self.ir: ExecIR = ir
         self.set_ir(ir)
 
@@ -271,10 +272,19 @@ class RunDriver:
             if not self.engine.options.wait_for_humans and self.only_waiting_for_humans():
                 self.flush()
                 return self.result("waiting")
+            if self.engine.options.mark_waiting:
+                self.mark_waiting(self.only_waiting_for_humans())
             await self.wait()
         await self.cancel_tasks()
         self.flush()
         return self.result(self.state.status)
+
+    def mark_waiting(self, waiting: bool) -> None:
+        """Keep the run's record saying "waiting" while only people can move it on
+        (`EngineOptions.mark_waiting`): one write when that changes."""
+        if waiting != self.marked_waiting:
+            self.marked_waiting = waiting
+            self.events.set_status(self.state.run_id, "waiting" if waiting else "running")
 
     def only_waiting_for_humans(self) -> bool:
         if self.tasks or self.ready:

@@ -71,6 +71,9 @@ class EngineOptions:
     clock: Callable[[], float] = time.time
     poll_interval: float = 0.05  # seconds between looks at the log for outside commands
     wait_for_humans: bool = True  # False: return "waiting" when only approvals are left
+    # With wait_for_humans: the run's record says "waiting" while only people can move it on,
+    # and "running" again once it moves (a coordinator, which keeps such runs driven).
+    mark_waiting: bool = False
     search_path: Sequence[str] = ()  # where function modules are imported from
     providers: Any = None  # aobc.runtime.providers.ProviderConfig
     secrets: Any = None  # aobc.runtime.executors.http.Secrets

@@ -121,6 +121,23 @@ class CoordinatorLog(PostgresEventLog):
             self._outgoing.pop(run_id, None)
         return stored
 
+    def set_status(self, run_id: str, status: str) -> None:
+        """Fenced like an append: written only under our lease. "running" and "waiting" (which
+        a driver writes as it goes) never replace a final status."""
+        root = root_run(run_id)
+        epoch = self.leases.get(root)
+        if epoch is None:
+            raise LeaseLost(f"run {root} is not leased by {self.owner}")
+        guard = " AND status IN ('running', 'waiting')" if status in ("running", "waiting") else ""
+        cursor = self._conn().execute(
+            "UPDATE runs SET status = %s, updated = %s WHERE run_id = %s AND EXISTS ("
+            " SELECT 1 FROM run_leases WHERE run_id = %s AND owner = %s AND epoch = %s"
+            f" FOR SHARE){guard}",
+            (status, time.time(), run_id, root, self.owner, epoch),
+        )
+        if cursor.rowcount == 0 and not guard:
+            raise LeaseLost(f"run {root}: lease epoch {epoch} of {self.owner} was taken")
+
     def append_ending(
         self,
         run_id: str,

@@ -224,7 +224,7 @@ class DistributedControlPlane(StoreControlPlane):
         depth = dict.fromkeys(PRIORITIES, 0)
         for priority, n in self.pg._conn().execute(
             "SELECT coalesce(r.labels->>'priority', 'medium'), count(*) FROM runs r"
-            " LEFT JOIN run_leases l USING (run_id) WHERE r.status = 'running'"
+            " LEFT JOIN run_leases l USING (run_id) WHERE r.status IN ('running', 'waiting')"
             " AND position('/' in r.run_id) = 0"
             f" AND (l.run_id IS NULL OR l.expires < {_NOW}) GROUP BY 1"
         ):
@@ -266,7 +266,7 @@ class DistributedControlPlane(StoreControlPlane):
     def _queued_runs(self) -> list[str]:
         rows = self.pg._conn().execute(
             "SELECT r.run_id FROM runs r LEFT JOIN run_leases l USING (run_id)"
-            " WHERE r.status = 'running' AND position('/' in r.run_id) = 0"
+            " WHERE r.status IN ('running', 'waiting') AND position('/' in r.run_id) = 0"
             f" AND (l.run_id IS NULL OR l.expires < {_NOW}) ORDER BY r.created"
         )
         return [str(run_id) for (run_id,) in rows]

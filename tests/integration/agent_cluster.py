@@ -98,6 +98,11 @@ class Cluster:
     def state(self, run_id: str) -> RunState:
         return RunState.fold(run_id, self.events(run_id))
 
+    def status(self, run_id: str) -> str | None:
+        with PostgresEventLog(self.postgres) as log:
+            record = log.get_run(run_id)
+        return None if record is None else record.status
+
     def finished(self, run_id: str) -> RunState:
         """The run's state once it has ended."""
         return wait_until(

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from apischema import CHECKS, check_api
-from apiserver import Server, sse, start
+from apiserver import Server, sse, start, wait_for
 from schemathesis import GenerationMode
 from test_distributed import (  # the cluster harness of the distributed-runtime tests
     FAST_GROUPS,
@@ -191,6 +191,9 @@ def test_an_approval_decided_through_the_api_resumes_the_run(
         tickets = {t["ticket"]: t for t in approver.get("/approvals").json()["tickets"]}
         assert tickets[opened["ticket"]]["run"] == run_id
         assert effects(cluster, run_id) == []  # held at the approval
+        # Held by people only: "waiting", as on the embedded runtime (its coordinator still
+        # drives it, for the ticket's deadline).
+        wait_for(op, run_id, "waiting")
         r = approver.post(
             f"/approvals/{opened['ticket']}", json={"decision": "approve", "reason": "fine"}
         )

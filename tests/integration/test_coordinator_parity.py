@@ -108,6 +108,8 @@ def test_timers_and_waiting_runs_survive_a_coordinator_restart(cluster: Cluster)
     timed = cluster.start(TIMER)
     ticket = ticket_of(cluster, waiting)
     wait_until(lambda: of_type(cluster.events(timed), "timer.scheduled"), "the timer")
+    # Held by people only, its record says so; the next coordinator must take it anyway.
+    wait_until(lambda: cluster.status(waiting) == "waiting", "the run to say it waits")
     first.kill()
     first.wait()
     # Decided while no coordinator runs: the next one must pick the run up and go on.
