@@ -40,6 +40,11 @@ def add_cluster_flags(p: argparse.ArgumentParser, *, consumer: bool = False) -> 
             "--session-timeout-ms", type=int, default=6000, help="consumer group session"
         )
         g.add_argument("--heartbeat-ms", type=int, default=1000, help="consumer heartbeat")
+        g.add_argument(
+            "--topic", action="append", default=[], metavar="LOGICAL=NAME[:PARTITIONS]",
+            help="rename a topic and/or set its partitions, e.g. node.results=results:24"
+            " (repeatable; also $AOBC_KAFKA_TOPICS, comma-separated; flags win)",
+        )  # fmt: skip
         g.add_argument("-v", "--verbose", action="store_true", help="log what happens")
 
 
@@ -56,14 +61,43 @@ def kafka_for(args: argparse.Namespace, config: Any) -> Any:
     from aobc.runtime.stores.distributed import kafka_settings
     from aobc.runtime.stores.kafka import JOB_TOPICS
 
+    env = os.environ.get("AOBC_KAFKA_TOPICS", "")
+    specs = [*(part for part in env.split(",") if part.strip()), *args.topic]
+    with store_errors():
+        topics = topic_specs(specs)
     return kafka_settings(
         config.kafka,
+        topics=topics,
         spread=frozenset(JOB_TOPICS),  # a run's jobs go to every worker, not to one
         fetch_wait_max_ms=args.fetch_wait_ms,
         linger_ms=args.linger_ms,
         session_timeout_ms=args.session_timeout_ms,
         heartbeat_interval_ms=args.heartbeat_ms,
     )
+
+
+def topic_specs(specs: list[str]) -> Any:
+    """The runtime's topics with `LOGICAL=NAME[:PARTITIONS]` overrides applied (later ones
+    win). Every process of a deployment must be given the same ones."""
+    from aobc.runtime.stores.config import StoreConfigError
+    from aobc.runtime.stores.kafka import DEFAULT_TOPICS, TopicSpec
+
+    topics = dict(DEFAULT_TOPICS)
+    for spec in specs:
+        logical, eq, rest = spec.strip().partition("=")
+        name, colon, count = rest.partition(":")
+        if not eq or logical not in topics:
+            known = ", ".join(sorted(topics))
+            raise StoreConfigError(
+                f"--topic {spec!r}: LOGICAL=NAME[:PARTITIONS], LOGICAL one of {known}"
+            )
+        partitions = topics[logical].partitions
+        if colon:
+            if not count.isdigit() or int(count) < 1:
+                raise StoreConfigError(f"--topic {spec!r}: PARTITIONS must be a number >= 1")
+            partitions = int(count)
+        topics[logical] = TopicSpec(name.strip() or topics[logical].name, partitions)
+    return topics
 
 
 @contextlib.contextmanager

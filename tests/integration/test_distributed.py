@@ -600,3 +600,29 @@ def test_a_sub_workflows_nodes_run_on_workers(
     child = f"{run_id}/inner"
     assert set(ran) == {(run_id, "first"), (child, "once"), (child, "twice"), (run_id, "after")}
     assert "c1" not in ran.values()  # no job ran in the coordinator
+
+
+def test_renamed_topics_carry_the_jobs_and_results(cluster: Cluster, embedded_outputs: Any) -> None:
+    (Path(cluster.env["AOBC_TEST_GATE"]) / "release").touch()
+    # The environment for every process, as a deployment would set it once.
+    cluster.env["AOBC_KAFKA_TOPICS"] = "node.jobs.medium=jobs-m:3,node.results=answers:2"
+    digest = deploy(cluster)
+    cluster.coordinator()
+    cluster.worker()
+    run_id = cluster.aobc("start", digest)
+    wait_until(lambda: cluster.status(run_id) == "succeeded", "the run to succeed")
+    assert outputs(cluster, run_id) == embedded_outputs
+    import confluent_kafka
+
+    settings = kafka_settings(cluster.kafka)
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": settings.bootstrap, "group.id": f"n-{uuid.uuid4().hex[:6]}"}
+    )
+    try:
+        found = consumer.list_topics(timeout=TIMEOUT).topics
+    finally:
+        consumer.close()
+    prefix = settings.prefix
+    assert len(found[prefix + "jobs-m"].partitions) == 3
+    assert len(found[prefix + "answers"].partitions) == 2
+    assert prefix + "node.jobs.medium" not in found and prefix + "node.results" not in found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,34 @@ def test_flags_override_the_environment() -> None:
     ):
         config.require("postgres", "kafka", "s3", "redis")
     config.require("postgres", "kafka", "s3")
+
+
+def test_topics_are_renamed_and_sized_by_flags_or_environment() -> None:
+    from aobc.cli.cluster import topic_specs
+    from aobc.runtime.stores.config import StoreConfigError
+
+    topics = topic_specs(["node.results=results:24", "node.jobs.high=:3", "node.results=r2"])
+    assert (topics["node.results"].name, topics["node.results"].partitions) == ("r2", 24)
+    assert (topics["node.jobs.high"].name, topics["node.jobs.high"].partitions) == (
+        "node.jobs.high",
+        3,
+    )
+    assert topics["node.jobs.low"].name == "node.jobs.low"  # the others as they were
+    for bad in ("jobs=x", "node.results", "node.results=a:0", "node.results=a:many"):
+        with pytest.raises(StoreConfigError, match="--topic"):
+            topic_specs([bad])
+
+
+def test_a_bad_topic_flag_is_a_diagnostic_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "aobc", "worker", "--topic", "nope=x",
+         "--postgres-url", "postgresql://127.0.0.1:1/x", "--kafka-url", "kafka://127.0.0.1:1",
+         "--s3-url", "http://127.0.0.1:1/b", "--redis-url", "redis://127.0.0.1:1"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "[store-config]" in done.stderr and "--topic 'nope=x'" in done.stderr
+    assert "Traceback" not in done.stderr
