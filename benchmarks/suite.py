@@ -34,6 +34,7 @@ PURE_FUSED = "aobc pure-Python core, fast, fused"
 PURE_UNFUSED = "aobc pure-Python core, fast, unfused"
 FULL = "aobc full fidelity, SQLite"
 FULL_FSYNC = "aobc full fidelity, SQLite fsync"
+FULL_FSYNC_AT_ONCE = "aobc full fidelity, SQLite fsync, 100 at once"
 FAST_SQLITE = "aobc fast path, SQLite"
 FULL_FIRST = "aobc full fidelity, SQLite, first run"
 
@@ -132,6 +133,14 @@ def tiny_systems(store: Path) -> list[System]:
     return [
         Aobc(FAST_SQLITE, mode="fast", fuse=True, store=store / "fast-sqlite"),
         Aobc(FULL_FSYNC, mode="full", fuse=True, store=store / "fsync", durable=True),
+        Aobc(
+            FULL_FSYNC_AT_ONCE,
+            mode="full",
+            fuse=True,
+            store=store / "fsync-100",
+            durable=True,
+            at_once=100,
+        ),
     ]
 
 
