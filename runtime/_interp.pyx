@@ -254,7 +254,11 @@ cdef class Routing:
 
     cdef public Py_ssize_t current
     cdef readonly Py_ssize_t n
-    cdef readonly IntView status, arrived, taken
+    # The views of status, arrived and taken, made on first use: a view keeps its Routing
+    # alive, so a Routing holding its views is a reference cycle, which only the cycle
+    # collector frees. A run that never reads them from Python (the fast path: `drain`
+    # and `settled` read the C arrays) then leaves nothing for the collector.
+    cdef IntView _status_view, _arrived_view, _taken_view
     # C arrays, owned here, allocated once and never resized: pointers to them stay valid for
     # the life of the object, so the hot loop may keep them in locals across Python calls.
     cdef int *_status
@@ -309,9 +313,30 @@ cdef class Routing:
         self._taken = _zeros(n)
         self._status = _zeros(n)  # all PENDING, which is 0
         self.n = n  # last: until here every loop over the nodes sees none
-        self.status = _view(self, self._status, n, True)
-        self.arrived = _view(self, self._arrived, n, False)
-        self.taken = _view(self, self._taken, n, False)
+
+    @property
+    def status(self) -> IntView:
+        if self._status_view is None:
+            if self._status == NULL:
+                return _view(self, NULL, 0, True)  # not initialized: no nodes
+            self._status_view = _view(self, self._status, self.n, True)
+        return self._status_view
+
+    @property
+    def arrived(self) -> IntView:
+        if self._arrived_view is None:
+            if self._status == NULL:
+                return _view(self, NULL, 0, False)
+            self._arrived_view = _view(self, self._arrived, self.n, False)
+        return self._arrived_view
+
+    @property
+    def taken(self) -> IntView:
+        if self._taken_view is None:
+            if self._status == NULL:
+                return _view(self, NULL, 0, False)
+            self._taken_view = _view(self, self._taken, self.n, False)
+        return self._taken_view
 
     # The IR's arrays, read-only, as the reference exposes them; made on demand, since
     # nothing on the hot path reads them from Python.
@@ -552,9 +577,6 @@ def copy(Routing st not None) -> Routing:
     memcpy(new._status, st._status, size)
     new.current = st.current
     new.n = n
-    new.status = _view(new, new._status, n, True)
-    new.arrived = _view(new, new._arrived, n, False)
-    new.taken = _view(new, new._taken, n, False)
     return new
 
 

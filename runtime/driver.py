@@ -24,6 +24,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
 from aobc.expr import ExprError
@@ -37,15 +38,20 @@ from aobc.runtime.execir import (
     K_JOIN,
     K_TIMER,
     ExecIR,
+    ExecNode,
 )
 from aobc.runtime.executors.function import NodeContext, call_sync
-from aobc.runtime.routing import rebuild
+from aobc.runtime.routing import Plan, rebuild
 from aobc.runtime.state import RunState
 from aobc.runtime.stores.base import Conflict, Event
-from aobc.runtime.values import ValueError_, check_json
+from aobc.runtime.values import ValueError_, Values, check_json
 
 if TYPE_CHECKING:
     from aobc.runtime.engine import Engine
+
+#: A node's function as the core calls it inline: its inputs (predecessor id -> output) in,
+#: its output out.
+FastFn = Callable[[dict[str, Any]], Any]
 
 
 class NodeFailure(Exception):
@@ -81,8 +87,152 @@ def idempotency_key(run_id: str, node_id: str, item: int | None = None) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
+def fast_fns(engine: Engine, plan: Plan, full: bool) -> list[FastFn | None]:
+    """The functions the core may call inline for the plan's nodes, by fidelity: made once
+    per plan (see `fast_fn`)."""
+    fns = plan.fast.get(full)
+    if fns is None:
+        ir = plan.ir
+        fns = plan.fast[full] = [
+            fast_fn(engine, node, cfg, full)
+            for node, cfg in zip(ir.nodes, plan.configs, strict=True)
+        ]
+    return fns
+
+
+def fast_fn(engine: Engine, node: ExecNode, cfg: dict[str, Any], full: bool) -> FastFn | None:
+    """The function the core may call inline for `node`, with no event and no task.
+
+    Only in fast-path runs, for pure synchronous functions that take their predecessors'
+    outputs (no `args` to render), run once (no retries), are not memoized or frozen, and
+    take at most their inputs (no context to build). Everything else goes through
+    `RunDriver.start_node`.
+    """
+    if (
+        full
+        or node.kind != K_FUNCTION
+        or node.effect != E_PURE
+        or node.max_attempts > 1
+        or "args" in cfg
+        or "cache" in cfg
+        or not engine.inline_ok(cfg)
+    ):
+        return None
+    fn = engine.functions.resolve(cfg["fn"])
+    if fn.arity == 2:
+        return None
+    if fn.arity == 0:
+        call = fn.fn
+        return lambda _inputs: call()
+    return fn.fn
+
+
+def failure_data(
+    node_id: str, err: BaseException, attempt: int, *, final: bool, full: bool
+) -> dict[str, Any]:
+    """The data of a `node.failed` event (`full`: the run logs every state change)."""
+    kind = getattr(err, "kind", type(err).__name__)
+    message = str(err) or type(err).__name__
+    data = {"node": node_id, "attempt": attempt, "error": message, "kind": kind, "final": final}
+    if final and not isinstance(err, NodeFailure | ExprError | ValueError_) and full:
+        data["trace"] = "".join(traceback.format_exception_only(type(err), err)).strip()
+    return data
+
+
+def failed(
+    node_id: str, err: BaseException, attempt: int, full: bool
+) -> list[tuple[str, dict[str, Any]]]:
+    """The events of a run failing with its node: the node's final `node.failed`, then
+    `run.failed`."""
+    return [
+        ("node.failed", failure_data(node_id, err, attempt, final=True, full=full)),
+        ("run.failed", {"error": f'node "{node_id}" failed: {err}', "node": node_id}),
+    ]
+
+
+def succeeded_json(digest: str, outputs: bytes) -> str:
+    """The canonical JSON of `run.succeeded`'s data, {"outputs": digest, "value": value},
+    from the value's canonical JSON `outputs`: what `canonical_bytes` gives for the data
+    (keys sorted, no spaces), without encoding the value a second time."""
+    # A digest is hex: letters and digits need no escaping (`encode_basestring` would
+    # escape quotes, backslashes and control characters only).
+    quoted = f'"{digest}"' if digest.isalnum() else encode_basestring(digest)
+    return f'{{"outputs":{quoted},"value":{outputs.decode("utf-8")}}}'
+
+
+def ending(
+    routing: core.Routing,
+    ir: ExecIR,
+    outputs: list[tuple[str, str, int]],
+    values: list[Any],
+    env: RunEnv,
+    store: Values,
+) -> tuple[str, dict[str, Any], bytes | None]:
+    """The event that ends a run in which no node can run any more: `run.succeeded` with
+    its outputs, which go to `store`, or `run.failed` if some node never finished or an
+    output expression fails; and the outputs' canonical JSON, as stored (None for
+    `run.failed`). `outputs` as `Plan.outputs`; `values` by node index."""
+    # `settled` is the core's own loop; routing never marks a node FAILED (a failure
+    # ends the run instead), so settled means every node is done or skipped.
+    stuck = (
+        []
+        if core.settled(routing)
+        else [
+            n.id
+            for i, n in enumerate(ir.nodes)
+            if routing.status[i] not in (core.DONE, core.SKIPPED)
+        ]
+    )
+    if stuck:
+        # Nothing is running or waiting, yet these nodes never finished: a bug, and the run
+        # must not claim success over it.
+        error = f"internal: nodes {', '.join(stuck)} never finished"
+        return "run.failed", {"error": error, "node": None}, None
+    result = {}
+    for name, expr, ref in outputs:
+        if ref >= 0:
+            result[name] = values[ref]  # a plain node reference, resolved by the plan
+            continue
+        try:
+            result[name] = evaluate(expr, env)
+        except ExprError as err:
+            return "run.failed", {"error": f'output "{name}": {err}', "node": None}, None
+    digest, data = store.put_json(result)
+    return "run.succeeded", {"outputs": digest, "value": result}, data
+
+
 class RunDriver:
     """Drives one run to a terminal state (or to waiting on humans)."""
+
+    # A driver is made per run, on the hot path of a short one (`Engine.run_now`): slots make
+    # it and its attributes cheaper, and its attributes are all declared here.
+    __slots__ = (
+        "_results",
+        "atomic",
+        "configs",
+        "edges",
+        "engine",
+        "env",
+        "events",
+        "fast_fns",
+        "final_status",
+        "full",
+        "fusion",
+        "guarded",
+        "ids",
+        "index",
+        "ir",
+        "marked_waiting",
+        "memo_pending",
+        "outputs",
+        "pending",
+        "ready",
+        "routing",
+        "state",
+        "tasks",
+        "unfused",
+        "values",
+    )
 
     def __init__(self, engine: Engine, state: RunState, ir: ExecIR) -> None:
         self.engine = engine
@@ -117,46 +267,51 @@ class RunDriver:
 
     def set_ir(self, ir: ExecIR) -> None:
         """Switch to `ir` (the start, or a live patch) and rebuild routing from history."""
-        old_values = (
-            {n.id: self.values[i] for i, n in enumerate(self.ir.nodes)} if self.values else {}
-        )
+        state = self.state
+        if self.values:
+            old_values = {n.id: v for n, v in zip(self.ir.nodes, self.values, strict=True)}
+        else:
+            old_values = {}
         self.ir = ir
         plan = self.engine.plan(ir)
         self.index = plan.index
         self.configs = plan.configs
         self.edges = plan.edges
+        self.ids = plan.ids
         self.values = (
-            [old_values.get(n.id) for n in ir.nodes] if old_values else [None] * len(ir.nodes)
+            [old_values.get(n) for n in plan.ids] if old_values else [None] * len(plan.ids)
         )
-        self.env = RunEnv(self.index, self.values, self.state.inputs)
-        for node_id, digest in self.state.done.items():
-            i = self.index.get(node_id)
-            if i is not None and digest is not None and self.values[i] is None:
-                self.values[i] = self.engine.values.get(digest)
-        if self.state.order:
+        self.env = RunEnv(self.index, self.values, state.inputs)
+        if state.done:
+            for node_id, digest in state.done.items():
+                i = self.index.get(node_id)
+                if i is not None and digest is not None and self.values[i] is None:
+                    self.values[i] = self.engine.values.get(digest)
+        if state.order:
             self.routing, ready = rebuild(
-                ir, self.edges, self.state.order, self.index, self.values.__getitem__, self.env
+                ir, self.edges, state.order, self.index, self.values.__getitem__, self.env
             )
         else:
             self.routing, ready = plan.fresh()  # nothing ran yet: the plan's template
         self.outputs = plan.outputs
-        # Nodes with a task in flight keep running across a switch of IR. A node the log says
-        # started but that has no task was interrupted (a crash): it stays ready, and runs
-        # again with the same idempotency key.
-        for node_id in self.tasks:
-            i = self.index.get(node_id)
-            if i is not None and self.routing.status[i] == core.READY:
-                self.routing.status[i] = core.RUNNING
-        self.ready = [i for i in ready if self.routing.status[i] == core.READY]
-        self.ids = plan.ids
+        if self.tasks:
+            # Nodes with a task in flight keep running across a switch of IR. A node the log
+            # says started but that has no task was interrupted (a crash): it stays ready, and
+            # runs again with the same idempotency key.
+            status = self.routing.status
+            for node_id in self.tasks:
+                i = self.index.get(node_id)
+                if i is not None and status[i] == core.READY:
+                    status[i] = core.RUNNING
+            self.ready = [i for i in ready if status[i] == core.READY]
+        else:
+            self.ready = ready  # READY, all of them: no task took one
         self.guarded = plan.guarded
-        fast = plan.fast.get(self.full)
-        if fast is None:
-            fast = plan.fast[self.full] = [self._fast_fn(i) for i in range(len(ir.nodes))]
-        if self.state.frozen:
-            fast = [None if self.ids[i] in self.state.frozen else f for i, f in enumerate(fast)]
+        fast = fast_fns(self.engine, plan, self.full)
+        if state.frozen:
+            fast = [None if self.ids[i] in state.frozen else f for i, f in enumerate(fast)]
         self.fast_fns = fast
-        self.fusion = self.engine.fusion(ir)
+        self.fusion = self.engine.plan_fusion(plan)
 
     # --- events -----------------------------------------------------------------------
 
@@ -334,34 +489,6 @@ class RunDriver:
         self.succeed(i, value, memo_key=memo_key)
 
     # --- dispatch ------------------------------------------------------------------------
-
-    def _fast_fn(self, i: int) -> Callable[[dict[str, Any]], Any] | None:
-        """The function the core may call inline for node i, with no event and no task.
-
-        Only in fast-path runs, for pure synchronous functions that take their predecessors'
-        outputs (no `args` to render), run once (no retries), are not memoized or frozen, and
-        take at most their inputs (no context to build). Everything else goes through
-        `start_node`.
-        """
-        node = self.ir.nodes[i]
-        cfg = self.configs[i]
-        if (
-            self.full
-            or node.kind != K_FUNCTION
-            or node.effect != E_PURE
-            or node.max_attempts > 1
-            or "args" in cfg
-            or "cache" in cfg
-            or not self.engine.inline_ok(cfg)
-        ):
-            return None
-        fn = self.engine.functions.resolve(cfg["fn"])
-        if fn.arity == 2:
-            return None
-        if fn.arity == 0:
-            call = fn.fn
-            return lambda _inputs: call()
-        return fn.fn
 
     def _taken(self, i: int, value: Any) -> list[bool] | None:
         return self.edges.taken(i, value, self.env)
@@ -577,55 +704,22 @@ class RunDriver:
     def failure_data(
         self, node_id: str, err: BaseException, attempt: int, *, final: bool
     ) -> dict[str, Any]:
-        kind = getattr(err, "kind", type(err).__name__)
-        message = str(err) or type(err).__name__
-        data = {"node": node_id, "attempt": attempt, "error": message, "kind": kind, "final": final}
-        if final and not isinstance(err, NodeFailure | ExprError | ValueError_) and self.full:
-            data["trace"] = "".join(traceback.format_exception_only(type(err), err)).strip()
-        return data
+        return failure_data(node_id, err, attempt, final=final, full=self.full)
 
     def fail(self, node_id: str, err: BaseException) -> None:
-        attempt = self.state.attempts.get(node_id, 1)
-        self.emit("node.failed", self.failure_data(node_id, err, attempt, final=True))
-        self.emit("run.failed", {"error": f'node "{node_id}" failed: {err}', "node": node_id})
+        for etype, data in failed(node_id, err, self.state.attempts.get(node_id, 1), self.full):
+            self.emit(etype, data)
         self.end_status("failed")
 
     def finish(self) -> None:
-        # `settled` is the core's own loop; routing never marks a node FAILED (a failure
-        # ends the run instead), so settled means every node is done or skipped.
-        stuck = (
-            []
-            if core.settled(self.routing)
-            else [
-                n.id
-                for i, n in enumerate(self.ir.nodes)
-                if self.routing.status[i] not in (core.DONE, core.SKIPPED)
-            ]
+        etype, data, _ = ending(
+            self.routing, self.ir, self.outputs, self.values, self.env, self.engine.values
         )
-        if stuck:
-            # Nothing is running or waiting, yet these nodes never finished: a bug, and the run
-            # must not claim success over it.
-            self.emit(
-                "run.failed",
-                {"error": f"internal: nodes {', '.join(stuck)} never finished", "node": None},
-            )
+        self.emit(etype, data)
+        if etype == "run.succeeded":
+            self.final_status = "succeeded"  # with the event, by the flush that follows
+        else:
             self.end_status("failed")
-            return
-        outputs = {}
-        values = self.values
-        for name, expr, ref in self.outputs:
-            if ref >= 0:
-                outputs[name] = values[ref]  # a plain node reference, resolved by the plan
-                continue
-            try:
-                outputs[name] = evaluate(expr, self.env)
-            except ExprError as err:
-                self.emit("run.failed", {"error": f'output "{name}": {err}', "node": None})
-                self.end_status("failed")
-                return
-        digest = self.engine.values.put(outputs)
-        self.emit("run.succeeded", {"outputs": digest, "value": outputs})
-        self.final_status = "succeeded"  # with the event, by the flush that follows
 
     async def cancel_tasks(self) -> None:
         for t in self.tasks.values():

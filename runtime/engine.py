@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -31,7 +32,16 @@ from aobc.diagnostics import Diagnostic
 from aobc.errors import ExecutionError
 from aobc.frontend.schema import JsonSourceMap, load_document
 from aobc.policy import DEFAULT_POLICY, Policy
-from aobc.runtime.driver import RunDriver, RunResult
+from aobc.runtime import core
+from aobc.runtime.driver import (
+    RunDriver,
+    RunResult,
+    ending,
+    failed,
+    fast_fns,
+    succeeded_json,
+)
+from aobc.runtime.env import RunEnv
 from aobc.runtime.execir import E_PURE, K_CONDITION, K_FUNCTION, K_JOIN, ExecIR, ExecNode
 from aobc.runtime.executors.function import FunctionResolver
 from aobc.runtime.fusion import Fused, Fusion
@@ -47,14 +57,46 @@ from aobc.source import JsonLoc
 
 _decode = msgspec.json.Decoder().decode
 
-#: How a run `Engine.run_now` ran ended: its status, its events after `run.started`, its
-#: outputs and its error.
-_Ended = tuple[str, list[tuple[str, dict[str, Any]]], Any, str | None]
+#: How a run `Engine.run_now` ran ended: its status, its events after `run.started` (type,
+#: data, and the data's canonical JSON when it is at hand, else None), its outputs and its
+#: error.
+_Ended = tuple[str, list[tuple[str, dict[str, Any], str | None]], Any, str | None]
+
+
+#: What a declared input of each type must be an instance of (bools aside: see `check_inputs`).
+_INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str,
+    "int": int,
+    "float": (int, float),
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+}
+
+
+#: Run ids made ahead, from one read of the OS's randomness per block (`_new_run_id`).
+_RUN_IDS: deque[str] = deque()
+# A forked child must not hand out the ids its parent may hand out too.
+os.register_at_fork(after_in_child=_RUN_IDS.clear)
 
 
 def _new_run_id() -> str:
-    # 16 random hex digits, as uuid4().hex[:16] gave, at a fraction of the cost.
-    return f"r-{os.urandom(8).hex()}"
+    """A new run id: "r-" and 16 random hex digits (8 bytes from `os.urandom`), as
+    uuid4().hex[:16] gave. The bytes are read 256 ids at a time: a system call per id
+    costs more than the rest of a small run's bookkeeping. (`popleft` and `extend` are
+    atomic: threads may share the ids, and two refilling at once only make more.)"""
+    try:
+        return _RUN_IDS.popleft()
+    except IndexError:
+        block = os.urandom(8 * 256).hex()
+        _RUN_IDS.extend([f"r-{block[k : k + 16]}" for k in range(16, len(block), 16)])
+        return f"r-{block[:16]}"
+
+
+# How `Engine.run_now` runs a run (see `Engine._way`), besides a fused region's call.
+_LEAN: Final = "lean"
+_DRIVEN: Final = "driven"
+_UNDECIDED: Final = object()
 
 
 def _json_copy(value: Any) -> Any:
@@ -126,6 +168,15 @@ class Engine:
     def notify(self, event: Event) -> None:
         if self.options.on_event is not None:
             self.options.on_event(event)
+
+    def listening(self) -> bool:
+        """Whether `notify` does anything with an event: a run nobody listens to need not
+        have its stored events handed back (see `run_now`)."""
+        notify = self.notify  # overridden by a subclass, or on this very engine: listened to
+        return (
+            self.options.on_event is not None
+            or getattr(notify, "__func__", notify) is not Engine.notify
+        )
 
     def http(self) -> Any:
         if self._http is None:
@@ -212,9 +263,13 @@ class Engine:
 
     def fusion(self, ir: ExecIR) -> Fusion | None:
         """The fused regions of `ir`, or None: no region (or fusion turned off)."""
+        return self.plan_fusion(self.plan(ir))
+
+    def plan_fusion(self, plan: Plan) -> Fusion | None:
+        """`fusion` of the plan's IR."""
         if not self.options.fuse:
             return None
-        plan = self.plan(ir)
+        ir = plan.ir
         if plan.fusion is None:
             plan.fusion = Fusion(self, ir)
         fusion: Fusion = plan.fusion
@@ -237,19 +292,14 @@ class Engine:
     def check_inputs(self, ir: ExecIR, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Inputs with defaults filled in; ExecutionError naming every problem."""
         out = dict(inputs)
+        if not out and not ir.inputs:
+            return out  # nothing given, nothing declared: nothing to check
         problems = []
-        declared = {d.name: d for d in ir.inputs}
-        for name in inputs:
-            if name not in declared:
-                problems.append(f'input "{name}" is not declared by workflow "{ir.name}"')
-        types = {
-            "str": str,
-            "int": int,
-            "float": (int, float),
-            "bool": bool,
-            "list": list,
-            "dict": dict,
-        }
+        if inputs:
+            declared = {d.name for d in ir.inputs}
+            for name in inputs:
+                if name not in declared:
+                    problems.append(f'input "{name}" is not declared by workflow "{ir.name}"')
         for d in ir.inputs:
             if d.name not in out:
                 if d.required:
@@ -257,10 +307,10 @@ class Engine:
                 else:
                     out[d.name] = d.default
                 continue
-            want = types.get(d.type)
+            want = _INPUT_TYPES.get(d.type)
             value = out[d.name]
             bad_bool = isinstance(value, bool) and d.type in ("int", "float")
-            if want is not None and (not isinstance(value, want) or bad_bool):  # type: ignore[arg-type]
+            if want is not None and (not isinstance(value, want) or bad_bool):
                 problems.append(f'input "{d.name}" must be {d.type}, got {type(value).__name__}')
         if problems:
             raise ExecutionError(
@@ -420,34 +470,83 @@ class Engine:
         if create_finished is None:
             return None
         digest = self.store_ir(ir, ir.name)
-        values = self.check_inputs(ir, inputs or {})
+        # (No inputs given and none declared, the common case: nothing to check.)
+        values = self.check_inputs(ir, inputs or {}) if inputs or ir.inputs else {}
         created = self.options.clock()
-        started = self._started(ir, digest, values, parent=parent, search_path=search_path)
-        # As `resume` does before driving: the functions may come from there.
-        self.functions.add_paths(started.get("search_path", ()))
         plan = self.plan(ir)
-        if not self.runs_inline(plan):
+        paths = self.options.search_path if search_path is None else search_path
+        started_json: str | None = None
+        if values or parent is not None or paths:
+            started = self._started(ir, digest, values, parent=parent, search_path=search_path)
+            if "search_path" in started:
+                # As `resume` does before driving: the functions may come from there.
+                self.functions.add_paths(started["search_path"])
+        else:
+            bare = plan.started.get((digest, self.options.mode))
+            started, started_json = bare if bare is not None else self._bare_started(plan, digest)
+        way = self._way(plan)
+        if way is None:
             return None
         run_id = run_id or _new_run_id()
-        whole = self._whole(plan)
-        ended = self._run_whole(plan, whole) if whole is not None else None
-        if ended is None:  # not one region, or it raised: the driver runs it (again)
-            ended = self._run_driven(ir, run_id, started, values, whole)
+        if way == _LEAN:
+            ended = self._run_lean(plan, values)
+        elif isinstance(way, Fused):
+            whole = self._run_whole(plan, way)
+            # None: it raised, and the driver runs it again, node by node.
+            ended = whole or self._run_driven(ir, run_id, started, values, way)
+        else:
+            ended = self._run_driven(ir, run_id, started, values, None)
         status, events, output_value, error = ended
         record = RunRecord(
             run_id, ir.name, digest, status, created, time.time(), started["namespace"], parent
         )
-        stored: list[Event] = create_finished(record, [("run.started", started), *events])
-        for e in stored:
-            self.notify(e)
+        # Nobody would see the stored events: a log that can skip handing them back does,
+        # and takes the JSON of the data already encoded.
+        record_finished = (
+            None if self.listening() else getattr(self.stores.events, "record_finished", None)
+        )
+        if record_finished is not None:
+            record_finished(record, [("run.started", started, started_json), *events])
+        else:
+            log = [("run.started", started), *((t, d) for t, d, _ in events)]
+            stored: list[Event] = create_finished(record, log)
+            for e in stored:
+                self.notify(e)
         return RunResult(run_id, status, output_value, error)
+
+    def _bare_started(self, plan: Plan, digest: str) -> tuple[dict[str, Any], str]:
+        """The `run.started` data of a run of the plan's IR (stored as `digest`) with no
+        inputs, parent or search path, and its canonical JSON: the same for every such run
+        (in this engine's mode), so made once per plan. The data is shared by those runs:
+        what reads it copies it (the log encodes it, a driven run's state gets its own)."""
+        key = (digest, self.options.mode)
+        hit = plan.started.get(key)
+        if hit is None:
+            started = self._started(plan.ir, digest, {}, search_path=())
+            hit = plan.started[key] = (started, canonical_bytes(started).decode("utf-8"))
+        return hit
+
+    def _way(self, plan: Plan) -> Fused | str | None:
+        """How `run_now` runs a run of the plan's IR: not at all (None: a node must be
+        awaited), as the one fused region that is the whole run (`_run_whole`), as the
+        core's drain of every node (`_LEAN`: `_run_lean`), or by the driver (`_DRIVEN`).
+        Decided once per plan, mode and fusion (plans are shared by child engines)."""
+        key = (self.options.mode, self.options.fuse)
+        way = plan.ways.get(key, _UNDECIDED)
+        if way is _UNDECIDED:
+            if not self.runs_inline(plan):
+                way = None
+            else:
+                way = self._whole(plan) or (_LEAN if self._lean(plan) else _DRIVEN)
+            plan.ways[key] = way
+        return way  # type: ignore[no-any-return]
 
     def _whole(self, plan: Plan) -> Fused | None:
         """The fused region that is the whole of a fast-path run of the plan's IR, if there
         is one: then the region's call is the run (see `_run_whole`)."""
         if self.options.mode != "fast" or not plan.direct_outputs:
             return None
-        fusion = self.fusion(plan.ir)
+        fusion = self.plan_fusion(plan)
         return fusion.whole if fusion is not None else None
 
     def _run_whole(self, plan: Plan, whole: Fused) -> _Ended | None:
@@ -462,8 +561,50 @@ class Engine:
         except Exception:  # a workflow function failing: the driver reports it
             return None
         outputs = {name: out[ref] for name, _, ref in plan.outputs}
-        succeeded = {"outputs": self.values.put(outputs), "value": outputs}
-        return "succeeded", [("run.succeeded", succeeded)], outputs, None
+        digest, data = self.values.put_json(outputs)
+        succeeded = {"outputs": digest, "value": outputs}
+        return (
+            "succeeded",
+            [("run.succeeded", succeeded, succeeded_json(digest, data))],
+            outputs,
+            None,
+        )
+
+    def _lean(self, plan: Plan) -> bool:
+        """Whether a fast-path run of the plan's IR is the core's `drain` of every node
+        (see `_run_lean`): no fused region, and an inline function for every node."""
+        if self.options.mode != "fast" or self.plan_fusion(plan) is not None:
+            return False
+        if plan.lean is None:
+            plan.lean = all(f is not None for f in fast_fns(self, plan, False))
+        return plan.lean
+
+    def _run_lean(self, plan: Plan, values: dict[str, Any]) -> _Ended:
+        """A fast-path run whose every node has an inline function, with no fused region:
+        what the driver does for it (`RunDriver.run_now`: `dispatch` runs the core's `drain`
+        over every node, then `finish` records how the run ended), without a driver or a
+        RunState. What those keep besides (the nodes done, in order) nobody reads once the
+        run has ended, and making them costs more than a small run's nodes do."""
+        fns = plan.fast[False]
+        routing, ready = plan.fresh()
+        out: list[Any] = [None] * len(fns)
+        # The inputs as the driver's state holds them: its own copy (see `_run_driven`).
+        env = RunEnv(plan.index, out, _json_copy(values) if values else {})
+        taken = plan.edges.taken
+        try:
+            core.drain(
+                routing, ready, fns, plan.ids, out, {}, [], plan.guarded,
+                lambda i, value: taken(i, value, env),
+            )  # fmt: skip
+        except Exception as err:  # a workflow function failing is data, not a crash
+            # As `RunDriver.fail` logs it, on a fresh state: the node's first attempt.
+            events = failed(plan.ids[routing.current], err, 1, False)
+            return "failed", [(t, d, None) for t, d in events], None, events[-1][1]["error"]
+        etype, data, raw = ending(routing, plan.ir, plan.outputs, out, env, self.values)
+        if raw is not None:  # run.succeeded
+            text = succeeded_json(data["outputs"], raw)
+            return "succeeded", [(etype, data, text)], data["value"], None
+        return "failed", [(etype, data, None)], None, data["error"]
 
     def _run_driven(
         self,
@@ -471,22 +612,25 @@ class Engine:
         run_id: str,
         started: dict[str, Any],
         values: dict[str, Any],
-        failed: Fused | None,
+        raised: Fused | None,
     ) -> _Ended:
         """A run of inline nodes by the driver, to its end and with nothing written yet
-        (`RunDriver.run_now`). `failed`: a fused region that raised already, which the
+        (`RunDriver.run_now`). `raised`: a fused region that raised already, which the
         driver then runs node by node at once, as it does after a region raised."""
         state = RunState(run_id)
         # The state gets its own copy of the inputs, as the JSON round trip of the store gives
         # a driven run (and a node cannot change what `run.started` records).
         state.apply("run.started", {**started, "inputs": _json_copy(values) if values else {}})
         driver = RunDriver(self, state, ir)
-        if failed is not None:
-            driver.unfused.add(failed)
+        if raised is not None:
+            driver.unfused.add(raised)
         driver.run_now()
         if driver.final_status is None:
             raise RuntimeError(f"run {run_id} ended without a status")
-        return driver.final_status, driver.pending, state.output_value, state.error
+        events: list[tuple[str, dict[str, Any], str | None]] = [
+            (t, d, None) for t, d in driver.pending
+        ]
+        return driver.final_status, events, state.output_value, state.error
 
     async def resume(self, run_id: str, *, created: list[Event] | None = None) -> RunResult:
         """Drive a run from wherever its log says it is (`created`: the whole log of a run

@@ -77,7 +77,10 @@ class Plan:
         "index",
         "inline",
         "ir",
+        "lean",
         "outputs",
+        "started",
+        "ways",
     )
 
     def __init__(self, ir: ExecIR) -> None:
@@ -87,13 +90,21 @@ class Plan:
         self.ids = [n.id for n in ir.nodes]
         self.configs = [ir.consts[n.config] for n in ir.nodes]
         self.guarded = [row is not None for row in self.edges.slots]
-        # The fast-path inline functions, by fidelity (see RunDriver._fast_fn); a run with
+        # The fast-path inline functions, by fidelity (see driver.fast_fns); a run with
         # frozen nodes adjusts its own copy.
         self.fast: dict[bool, list[Callable[[dict[str, Any]], Any] | None]] = {}
         self.fusion: Any = None  # aobc.runtime.fusion.Fusion, made on first use
         # Whether every node runs inline, so a run can end without awaiting anything (see
         # `Engine.run_now`); decided by the engine on first use.
         self.inline: bool | None = None
+        # Whether every node has a fast-path inline function, so the core alone can run a
+        # fast-path run of it (see `Engine.run_now`); decided by the engine on first use.
+        self.lean: bool | None = None
+        # The `run.started` data of a run with no inputs, and its canonical JSON, by the IR's
+        # digest and the run's mode (see `Engine._bare_started`).
+        self.started: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+        # How `Engine.run_now` runs a run, by mode and fusion (see `Engine._way`).
+        self.ways: dict[tuple[str, bool], Any] = {}
         # Per output: its name, its expression, and the node it names when it is a plain
         # reference to one (read from the run's values by index, no evaluation), else -1.
         self.outputs: list[tuple[str, str, int]] = []

@@ -73,7 +73,7 @@ class Ticket:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class RunState:
     """Everything known about one run, folded from its log."""
 

@@ -67,6 +67,13 @@ class Values:
         self._remember(digest, value)
         return digest
 
+    def put_json(self, value: Any) -> tuple[str, bytes]:
+        """`put`, also giving the value's canonical JSON (what the CAS holds)."""
+        data = encode_value(value)
+        digest = self.cas.put(data)
+        self._remember(digest, value)
+        return digest, data
+
     def get(self, digest: str) -> Any:
         if digest in self._cache:
             return self._cache[digest]

@@ -109,7 +109,10 @@ class EventLog(Protocol):
     `append_ending(run_id, events, status, *, expect_seq)`, an append that sets the run's
     final status in the same transaction; and `create_finished(record, events)`, a run that
     already ended recorded whole (record with its final status, log from `run.started`) in
-    one transaction, Conflict if its id or idempotency key is taken."""
+    one transaction, Conflict if its id or idempotency key is taken; and
+    `record_finished(record, events)`, the same for a caller that would not read the stored
+    events (so it returns none), each event as (type, data, the data's canonical JSON or
+    None) (so it need not encode what the caller has encoded already)."""
 
     def create_run(
         self, record: RunRecord, first: Sequence[tuple[str, dict[str, Any]]]

@@ -160,7 +160,7 @@ class MemoryEventLog:
     def _append(self, run_id: str, run: _Run, encoded: list[tuple[str, str, Any]]) -> list[Event]:
         now = time.time()
         last = len(run.events)
-        run.events.extend((t, d, now) for t, d, _ in encoded)
+        run.events += [(t, d, now) for t, d, _ in encoded]
         # The decoded copies made while encoding: exactly what `read` gives later.
         return [
             Event(run_id, seq, t, copy, now)
@@ -194,22 +194,45 @@ class MemoryEventLog:
         and its log, the first event being its `run.started`. Raise Conflict if its id, or
         its idempotency key in its namespace, is taken."""
         encoded = self._encode_events(events)
-        if record.labels:
-            labels, record = _encoded(record.labels)[0], _replace(record, labels={})
-        else:
-            labels = "{}"  # and the record's own empty dict is never read (see `_Run`)
-        key = record.idempotency_key
+        record, labels = self._labels(record)
         with self._lock:
-            self._check_open()
-            if record.run_id in self._runs:
-                raise Conflict(f"run {record.run_id!r} already exists")
-            if key is not None:
-                if (record.namespace, key) in self._keys:
-                    raise Conflict(f"idempotency key {key!r} is taken in {record.namespace!r}")
-                self._keys[record.namespace, key] = record.run_id
-            run = _Run(record, labels, 1, [])
-            self._runs[record.run_id] = run
+            run = self._add_finished(record, labels, [])
             return self._append(record.run_id, run, encoded)
+
+    def record_finished(
+        self, record: RunRecord, events: Sequence[tuple[str, dict[str, Any], str | None]]
+    ) -> None:
+        """`create_finished` for a caller that does not read the stored events back. Each
+        event comes with its data's canonical JSON (`aobc.canonical`), stored as given, or
+        None for the log to encode the data."""
+        now = time.time()
+        stored = [(t, _encoded(data)[0] if text is None else text, now) for t, data, text in events]
+        record, labels = self._labels(record)
+        with self._lock:
+            self._add_finished(record, labels, stored)
+
+    @staticmethod
+    def _labels(record: RunRecord) -> tuple[RunRecord, str]:
+        """The record to keep (without its labels) and its labels as JSON."""
+        if record.labels:
+            return _replace(record, labels={}), _encoded(record.labels)[0]
+        return record, "{}"  # and the record's own empty dict is never read (see `_Run`)
+
+    def _add_finished(
+        self, record: RunRecord, labels: str, events: list[tuple[str, str, float]]
+    ) -> _Run:
+        """A new run that has ended, with `events` (holding the lock); Conflict if its id or
+        its key is taken."""
+        key = record.idempotency_key
+        self._check_open()
+        if record.run_id in self._runs:
+            raise Conflict(f"run {record.run_id!r} already exists")
+        if key is not None:
+            if (record.namespace, key) in self._keys:
+                raise Conflict(f"idempotency key {key!r} is taken in {record.namespace!r}")
+            self._keys[record.namespace, key] = record.run_id
+        run = self._runs[record.run_id] = _Run(record, labels, 1, events)
+        return run
 
     def append(
         self,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from typing import Any
 
 import pytest
@@ -10,6 +12,8 @@ import wf_functions
 from harness import Harness
 
 from aobc.errors import ExecutionError
+from aobc.runtime import engine as engine_module
+from aobc.runtime.engine import _new_run_id
 
 
 def test_function_nodes_receive_inputs_and_a_context(harness: Harness) -> None:
@@ -173,6 +177,29 @@ def test_inputs_are_checked_before_anything_runs(harness: Harness) -> None:
     messages = [d.message for d in err.value.diagnostics]
     assert any('"n" must be int' in m for m in messages)
     assert any('"m" is not declared' in m for m in messages)
+
+
+def test_run_ids_are_random_and_a_forked_child_makes_its_own() -> None:
+    # Made ahead in blocks (one read of the OS's randomness per 256): all distinct, and a
+    # child process forked with ids left in its parent's block does not repeat them.
+    ids = [_new_run_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"r-[0-9a-f]{16}", i) for i in ids)
+    if not engine_module._RUN_IDS:
+        _new_run_id()  # now some are left to hand out: what the child must not repeat
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        try:
+            os.write(write, " ".join(_new_run_id() for _ in range(300)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    assert os.waitpid(pid, 0)[1] == 0
+    parent = [_new_run_id() for _ in range(300)]
+    assert len(child) == 300 and not set(child) & set(parent)
 
 
 def test_pure_outputs_are_memoized_across_runs_and_keyed_by_config(harness: Harness) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import wf_functions
 from harness import HERE
@@ -24,6 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aobc.backend.lower import lower
+from aobc.canonical import canonical_bytes
+from aobc.errors import ExecutionError
 from aobc.frontend import load_text
 from aobc.ir import (
     ConditionNode,
@@ -40,7 +43,7 @@ from aobc.ir import (
     ValueType,
     Workflow,
 )
-from aobc.runtime.driver import RunResult
+from aobc.runtime.driver import RunResult, succeeded_json
 from aobc.runtime.engine import Engine, EngineOptions, Stores
 from aobc.runtime.execir import ExecIR
 from aobc.runtime.stores.base import Conflict, Event, EventLog
@@ -66,11 +69,15 @@ class Outcome:
     missing: list[str]  # output digests the events name and the CAS does not hold
 
 
-def _engine(stores: EmbeddedStores, seen: list[Event], **options: Any) -> Engine:
+def _engine(
+    stores: EmbeddedStores, seen: list[Event], listen: bool = True, **options: Any
+) -> Engine:
+    """An engine whose `on_event` notes every event in `seen`; with `listen` False, an engine
+    nobody listens to (which a run recorded whole need not hand its stored events back)."""
     options.setdefault("search_path", [str(HERE)])
     return Engine(
         Stores(stores.events, stores.cas, stores.dir),
-        EngineOptions(on_event=seen.append, **options),
+        EngineOptions(on_event=seen.append if listen else None, **options),
     )
 
 
@@ -100,6 +107,7 @@ def recorded_whole(
     """The run through `Engine.run_now`, which must take it."""
     seen: list[Event] = []
     engine = _engine(stores, seen, **options)
+    assert engine.listening() == (engine.options.on_event is not None)
     before = len(wf_functions.STEPS)
     result = engine.run_now(ir, inputs)
     assert result is not None, "run_now did not take a run of inline nodes"
@@ -181,8 +189,11 @@ def inline_workflows(draw: st.DrawFn) -> tuple[Workflow, dict[str, Any]]:
     raises or returns what JSON cannot carry. Outputs name nodes or compute on them."""
     n = draw(st.integers(1, 9))
     # A third are pipelines of `step` with plain edges, which fuse into one region, and now
-    # and then one of them fails or returns what JSON cannot carry.
-    pipeline = draw(st.integers(0, 2)) == 0
+    # and then one of them fails or returns what JSON cannot carry. Some others are DAGs of
+    # such functions only, with guarded edges, which need no driver on the fast path.
+    shape = draw(st.integers(0, 5))
+    pipeline = shape <= 1
+    plain = shape == 2
     kinds: list[str] = []
     nodes: list[Node] = []
     edges: list[Edge] = []
@@ -192,11 +203,8 @@ def inline_workflows(draw: st.DrawFn) -> tuple[Workflow, dict[str, Any]]:
             kind = draw(st.sampled_from(["step"] * 12 + ["boom", "bad"]))
         else:
             parents = sorted(draw(st.sets(st.integers(0, i - 1), max_size=3))) if i else []
-            kind = draw(
-                st.sampled_from(
-                    ["step"] * 8 + ["args", "retry", "cached", "join", "condition", "boom", "bad"]
-                )
-            )
+            other = ["boom", "bad"] if plain else ["args", "retry", "cached", "join", "condition"]
+            kind = draw(st.sampled_from(["step"] * 8 + other + ["boom", "bad"]))
         if kind == "join" and len(parents) < 2:
             kind = "step"
         numeric = [p for p in parents if kinds[p] in NUMERIC]
@@ -224,18 +232,26 @@ def inline_workflows(draw: st.DrawFn) -> tuple[Workflow, dict[str, Any]]:
     return wf, draw(st.sampled_from([{}, {"x": 5}]))
 
 
+@pytest.mark.parametrize("listen", [True, False], ids=["listened", "unheard"])
 @pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
 @pytest.mark.parametrize("mode", ["fast", "full"])
 @given(case=inline_workflows())
 @settings(max_examples=150)
 def test_a_run_recorded_whole_logs_what_a_driven_run_logs(
-    mode: str, fuse: bool, case: tuple[Workflow, dict[str, Any]]
+    mode: str, fuse: bool, listen: bool, case: tuple[Workflow, dict[str, Any]]
 ) -> None:
+    # Unheard (no `on_event`), the memory log records the run without handing its events
+    # back (`record_finished`), taking the JSON the engine has at hand: what it stores
+    # must still read back as the driven run's log. (Its engine has no search path: a run
+    # with no inputs then starts with the data every such run shares.)
     wf, inputs = case
     ir = lower(wf)
+    opts: dict[str, Any] = {"mode": mode, "fuse": fuse, "listen": listen}
+    if not listen:
+        opts["search_path"] = []
     outcome = _same(
-        lambda: recorded_whole(EmbeddedStores.memory(), ir, inputs, mode=mode, fuse=fuse),
-        lambda: driven(EmbeddedStores.memory(), ir, inputs, mode=mode, fuse=fuse),
+        lambda: recorded_whole(EmbeddedStores.memory(), ir, inputs, **opts),
+        lambda: driven(EmbeddedStores.memory(), ir, inputs, **opts),
     )
     if isinstance(outcome, str):
         # Only a fast run's workflow output that JSON cannot carry escapes as an exception
@@ -245,13 +261,16 @@ def test_a_run_recorded_whole_logs_what_a_driven_run_logs(
     assert outcome.status in ("succeeded", "failed"), outcome.error
     assert outcome.events[0][1] == "run.started"
     assert outcome.events[-1][1] == f"run.{outcome.status}"
-    assert outcome.notified == outcome.events
+    assert outcome.notified == (outcome.events if listen else [])
     assert outcome.missing == []
 
 
 def test_the_generated_workflows_reach_every_way_through() -> None:
-    # So that the property above is not vacuous: generated runs succeed and fail, and some
-    # are one fused region, which a fast run calls as the whole run.
+    # So that the property above is not vacuous: generated runs succeed and fail, some are
+    # one fused region, which a fast run calls as the whole run, and some have no fused
+    # region (unfused) and an inline function for every node, which a fast run hands to
+    # the core whole (`Engine._run_lean`), and which also succeed, fail, and take guarded
+    # edges.
     seen: set[str] = set()
 
     @settings(max_examples=100, database=None, derandomize=True)
@@ -271,9 +290,17 @@ def test_the_generated_workflows_reach_every_way_through() -> None:
             return
         assert result is not None
         seen.add(result.status)
+        unfused = _engine(EmbeddedStores.memory(), [], mode="fast", fuse=False)
+        if unfused._lean(unfused.plan(ir)):
+            lean = unfused.run_now(ir, inputs)
+            assert lean is not None and lean.status == result.status
+            seen.add(f"lean {lean.status}")
+            if any(e.when is not None for e in wf.edges):
+                seen.add("lean guarded")
 
     look()
     assert {"whole", "succeeded", "failed", "raised"} <= seen
+    assert {"lean succeeded", "lean failed", "lean guarded"} <= seen
 
 
 # --- the same on SQLite ------------------------------------------------------------------
@@ -468,6 +495,90 @@ def test_a_run_id_that_is_taken_is_refused_and_the_run_left_alone(tmp_path: Path
         assert first.status == "succeeded"
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@given(value=JSON, digest=st.text(max_size=70))
+def test_the_json_of_run_succeeded_is_its_canonical_json(value: Any, digest: str) -> None:
+    # The engine hands a log that can take it the JSON of `run.succeeded` made from the
+    # outputs' JSON (which the CAS got), rather than encoding them again: the same bytes.
+    data = {"outputs": digest, "value": value}
+    assert succeeded_json(digest, canonical_bytes(value)) == canonical_bytes(data).decode()
+
+
+@pytest.mark.parametrize("name", ["chain", '\u00e9t\u00e9 "quoted"\n'])
+def test_a_run_with_no_inputs_starts_with_the_data_every_such_run_shares(name: str) -> None:
+    # Made once per IR and mode, with its canonical JSON, which an unheard run hands the log.
+    ir = msgspec.structs.replace(lower(load_text(CHAIN, "w.aob")), name=name)
+    stores = EmbeddedStores.memory()
+    engine = _engine(stores, [], listen=False, mode="fast", search_path=[])
+    digest = engine.store_ir(ir, ir.name)
+    started, text = engine._bare_started(engine.plan(ir), digest)
+    assert started == engine._started(ir, digest, {}) and "search_path" not in started
+    assert text == canonical_bytes(started).decode()
+    runs = [engine.run_now(ir, {}) for _ in range(2)]
+    assert engine._bare_started(engine.plan(ir), digest)[0] is started
+    for result in runs:
+        assert result is not None and result.status == "succeeded"
+        (first, *_) = stores.events.read(result.run_id)
+        assert first.type == "run.started" and first.data == started
+    # A full-fidelity engine on the same IR starts its runs with its own mode.
+    full = _engine(stores, [], listen=False, mode="full", search_path=[])
+    assert full._bare_started(full.plan(ir), digest)[0]["mode"] == "full"
+
+
+def test_an_engine_whose_notify_is_replaced_is_told_every_event() -> None:
+    # Not only `on_event`: a subclass's `notify`, or one set on the engine, listens too.
+    seen: list[Event] = []
+
+    class Told(Engine):
+        def notify(self, event: Event) -> None:
+            seen.append(event)
+
+    ir = lower(load_text(CHAIN, "w.aob"))
+    stores = EmbeddedStores.memory()
+    told = Told(Stores(stores.events, stores.cas), EngineOptions(mode="fast"))
+    plain = Engine(Stores(stores.events, stores.cas), EngineOptions(mode="fast"))
+    plain.notify = seen.append  # type: ignore[method-assign]
+    for engine in (told, plain):
+        assert engine.listening()
+        result = engine.run_now(ir, {})
+        assert result is not None
+        assert [(e.run_id, e.type) for e in seen] == [
+            (result.run_id, "run.started"),
+            (result.run_id, "run.succeeded"),
+        ]
+        assert seen == stores.events.read(result.run_id)
+        seen.clear()
+    assert not Engine(Stores(stores.events, stores.cas)).listening()
+
+
+@pytest.mark.parametrize("inputs", [None, {}])
+def test_a_run_given_no_inputs_gets_the_defaults(inputs: dict[str, Any] | None) -> None:
+    ir = lower(load_text(BRANCHY, "w.aob"))
+    stores = EmbeddedStores.memory()
+    result = _engine(stores, [], listen=False, search_path=[]).run_now(ir, inputs)
+    assert result is not None and result.status == "succeeded", result
+    assert stores.events.read(result.run_id)[0].data["inputs"] == {"x": 3}
+    with pytest.raises(ExecutionError):  # and one that needs inputs is refused without
+        _engine(stores, []).run_now(lower(load_text(NEEDS, "w.aob")), inputs)
+
+
+NEEDS = """
+workflow needs {
+  input x: int
+  output o = a
+  a = function "wf_functions:step" { effect: pure }
+}
+"""
+
+
 @pytest.mark.parametrize("log", ["memory", "sqlite"])
 def test_create_finished_records_a_run_whole(tmp_path: Path, log: str) -> None:
     from aobc.runtime.stores.base import RunRecord
@@ -504,6 +615,34 @@ def test_create_finished_records_a_run_whole(tmp_path: Path, log: str) -> None:
         assert events.get_run("r4") is None  # a bad event writes nothing
     finally:
         events.close()
+
+
+def test_record_finished_records_a_run_whole_taking_the_json_it_is_given() -> None:
+    from aobc.runtime.stores.base import RunRecord
+
+    events = MemoryEventLog()
+    record = RunRecord("r", "wf", "ir1", "succeeded", 1.0, 2.0, "ns", None, "k", {"a": 1})
+    given = canonical_bytes({"value": [1.5, "\u00e9"]}).decode()
+    events.record_finished(
+        record,
+        [("run.started", {"x": (1, 2)}, None), ("run.succeeded", {"ignored": 0}, given)],
+    )
+    assert [(e.seq, e.type, e.data) for e in events.read("r")] == [
+        (1, "run.started", {"x": [1, 2]}),  # encoded by the log: JSON, as `read` gives it
+        (2, "run.succeeded", {"value": [1.5, "\u00e9"]}),  # stored as given
+    ]
+    assert events.get_run("r") == record
+    assert events.find_run("k", namespace="ns") == record
+    with pytest.raises(Conflict):
+        events.record_finished(record, [("run.started", {}, None)])  # the id is taken
+    other = RunRecord("r3", "wf", "ir1", "failed", 1.0, 2.0, "ns", None, "k")
+    with pytest.raises(Conflict):
+        events.record_finished(other, [("run.started", {}, None)])  # the key is taken
+    bad = RunRecord("r4", "wf", "ir1", "failed", 1.0, 2.0)
+    with pytest.raises((TypeError, ValueError)):
+        events.record_finished(bad, [("run.started", {"x": {1}}, None)])
+    assert events.get_run("r3") is None and events.get_run("r4") is None
+    assert events.read("r4") == []  # a bad event writes nothing
 
 
 # --- a crash before the write -----------------------------------------------------------------
