@@ -45,6 +45,7 @@ from aobc.runtime.env import RunEnv
 from aobc.runtime.execir import E_PURE, K_CONDITION, K_FUNCTION, K_JOIN, ExecIR, ExecNode
 from aobc.runtime.executors.function import FunctionResolver
 from aobc.runtime.fusion import Fused, Fusion
+from aobc.runtime.groupcommit import GroupCommit
 from aobc.runtime.live import Live
 from aobc.runtime.locks import RunLock
 from aobc.runtime.nodes import NodeExecutors
@@ -158,6 +159,13 @@ class Engine:
         # pays nothing to encode, store or analyse it again.
         self._stored: dict[int, str] = {}
         self._plans: dict[int, Plan] = {}
+        # Durable SQLite: runs recorded whole are written together, once per loop turn
+        # (runtime/groupcommit.py); None where a write is cheap or cannot be grouped.
+        self.group: GroupCommit | None = None
+        if getattr(stores.events, "durable", False):
+            write_many = getattr(stores.events, "create_finished_many", None)
+            if write_many is not None:
+                self.group = GroupCommit(write_many)
         self._http: Any = None
         self._providers: dict[str, Any] = {}
         self._inline: dict[str, bool] = {}
@@ -415,9 +423,24 @@ class Engine:
         if idempotency_key is None and not frozen and not replay:
             # (A key may name an older run to return instead, and a replay reads the store:
             # those are created, then driven.)
-            done = self.run_now(ir, inputs, run_id=run_id, parent=parent, search_path=search_path)
-            if done is not None:
-                return done
+            group = self.group
+            if group is None:
+                done = self.run_now(
+                    ir, inputs, run_id=run_id, parent=parent, search_path=search_path
+                )
+                if done is not None:
+                    return done
+            else:
+                # Its write joins the others of this loop turn; it returns once committed.
+                writes: list[asyncio.Future[list[Event]]] = []
+                done = self.run_now(
+                    ir, inputs, run_id=run_id, parent=parent, search_path=search_path,
+                    write=lambda record, log: writes.append(group.submit(record, log)),
+                )  # fmt: skip
+                if done is not None:
+                    for e in await writes[0]:
+                        self.notify(e)
+                    return done
         first = self.create(
             ir,
             inputs,
@@ -452,6 +475,7 @@ class Engine:
         run_id: str | None = None,
         parent: str | None = None,
         search_path: Sequence[str] | None = None,
+        write: Callable[[RunRecord, list[tuple[str, dict[str, Any]]]], None] | None = None,
     ) -> RunResult | None:
         """Run `ir` to its end right here, and record the run whole in one write: its record
         with its final status, and its whole log. None, having recorded nothing but the IR,
@@ -464,7 +488,8 @@ class Engine:
         ended, so nobody outside can cancel, decide or patch it meanwhile (there is no
         meanwhile to speak of: nothing awaits), and a crash before the write leaves no trace
         of it (it ran pure functions only, which a new start runs again). In durable mode
-        the write is the run's one fsync.
+        the write is the run's one fsync. `write`: hand the record and log to it instead
+        (`start` with group commit: several runs' writes in one transaction).
         """
         create_finished = getattr(self.stores.events, "create_finished", None)
         if create_finished is None:
@@ -505,7 +530,9 @@ class Engine:
         record_finished = (
             None if self.listening() else getattr(self.stores.events, "record_finished", None)
         )
-        if record_finished is not None:
+        if write is not None:  # the caller writes it (and notifies)
+            write(record, [("run.started", started), *((t, d) for t, d, _ in events)])
+        elif record_finished is not None:
             record_finished(record, [("run.started", started, started_json), *events])
         else:
             log = [("run.started", started), *((t, d) for t, d, _ in events)]

@@ -336,29 +336,52 @@ class SqliteEventLog:
         """Record a run that has already ended, whole and in one transaction: its record
         (with its final status) and its log, the first event being its `run.started`. Raise
         Conflict if its id, or its idempotency key in its namespace, is taken."""
-        encoded = _encode_events(events)  # outside the lock: a bad event fails early
-        labels = _json(record.labels)
-        with self._write() as conn:
+        (stored,) = self.create_finished_many([(record, events)])
+        if isinstance(stored, Exception):
+            raise stored
+        return stored
+
+    def create_finished_many(
+        self, runs: Sequence[tuple[RunRecord, Sequence[tuple[str, dict[str, Any]]]]]
+    ) -> list[list[Event] | Exception]:
+        """`create_finished` for several runs in one transaction (one fsync when durable:
+        group commit). Each run's stored events, or what kept it out without touching the
+        others: the Conflict of a taken id or key, the error of an event it cannot encode."""
+        out: list[list[Event] | Exception] = []
+        prepared: list[tuple[int, RunRecord, str, list[tuple[str, str]]]] = []
+        for record, events in runs:
             try:
-                conn.execute(
-                    f"INSERT INTO runs ({_RUN_COLUMNS}, first_events)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                    (
-                        record.run_id,
-                        record.workflow,
-                        record.ir_hash,
-                        record.status,
-                        record.created,
-                        record.updated,
-                        record.namespace,
-                        record.parent,
-                        record.idempotency_key,
-                        labels,
-                    ),
-                )
-            except sqlite3.IntegrityError as err:
-                raise Conflict(f"run {record.run_id!r} or its idempotency key is taken") from err
-            return self._insert(conn, record.run_id, 0, encoded)
+                prepared.append((len(out), record, _json(record.labels), _encode_events(events)))
+                out.append([])
+            except (TypeError, ValueError) as err:
+                out.append(err)
+        with self._write() as conn:
+            for at, record, labels, encoded in prepared:
+                try:
+                    conn.execute(
+                        f"INSERT INTO runs ({_RUN_COLUMNS}, first_events)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                        (
+                            record.run_id,
+                            record.workflow,
+                            record.ir_hash,
+                            record.status,
+                            record.created,
+                            record.updated,
+                            record.namespace,
+                            record.parent,
+                            record.idempotency_key,
+                            labels,
+                        ),
+                    )
+                except sqlite3.IntegrityError as err:
+                    # The statement alone is undone; the transaction goes on with the others.
+                    taken = Conflict(f"run {record.run_id!r} or its idempotency key is taken")
+                    taken.__cause__ = err
+                    out[at] = taken
+                    continue
+                out[at] = self._insert(conn, record.run_id, 0, encoded)
+        return out
 
     def append(
         self,
