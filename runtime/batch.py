@@ -13,7 +13,8 @@ R = TypeVar("R")
 class Batch(Generic[T, R]):
     """Calls `run(items)` once for every item submitted in one turn of the event loop (the
     jobs that reach the same step together share one statement; a lone job waits for
-    nothing: the call runs as soon as the loop has run what was ready)."""
+    nothing: the call runs as soon as the loop has run what was ready). `run` raising fails
+    every item; an exception it returns in an item's place fails that item alone."""
 
     def __init__(self, run: Callable[[list[T]], list[R]]) -> None:
         self._run = run
@@ -40,5 +41,9 @@ class Batch(Generic[T, R]):
                     future.set_exception(err)
             return
         for future, result in zip(futures, results, strict=True):
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(result, Exception):  # this item's own failure, not the others'
+                future.set_exception(result)
+            else:
                 future.set_result(result)

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aobc.runtime.batch import Batch
 from aobc.runtime.stores.base import Event, RunRecord
 
 Finished = tuple[RunRecord, Sequence[tuple[str, dict[str, Any]]]]
@@ -21,39 +22,20 @@ WriteMany = Callable[[Sequence[Finished]], list[list[Event] | Exception]]
 
 
 class GroupCommit:
-    """Collects `submit`ted runs and writes them with `write_many` once per loop turn."""
+    """Writes the `submit`ted runs with `write_many`, once per loop turn (a `Batch`)."""
 
     def __init__(self, write_many: WriteMany) -> None:
         self._write_many = write_many
-        self._runs: list[Finished] = []
-        self._futures: list[asyncio.Future[list[Event]]] = []
+        self._batch: Batch[Finished, list[Event] | Exception] = Batch(self._write)
         self.commits = 0  # transactions written (for tests and metrics)
 
-    def submit(self, record: RunRecord, events: Sequence[tuple[str, dict[str, Any]]]) -> Any:
+    def submit(
+        self, record: RunRecord, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> asyncio.Future[list[Event]]:
         """A future of the run's stored events (or its Conflict), once committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Event]] = loop.create_future()
-        self._runs.append((record, events))
-        self._futures.append(future)
-        if len(self._runs) == 1:
-            loop.call_soon(self._flush)
-        return future
+        return self._batch.submit((record, events))  # type: ignore[return-value]
 
-    def _flush(self) -> None:
-        runs, futures = self._runs, self._futures
-        self._runs, self._futures = [], []
-        try:
-            stored = self._write_many(runs)
-        except Exception as err:  # nothing was written: every run hears why
-            for future in futures:
-                if not future.done():
-                    future.set_exception(err)
-            return
+    def _write(self, runs: list[Finished]) -> list[list[Event] | Exception]:
+        stored = self._write_many(runs)
         self.commits += 1
-        for future, one in zip(futures, stored, strict=True):
-            if future.done():
-                continue
-            if isinstance(one, Exception):  # a Conflict, an event it could not encode
-                future.set_exception(one)
-            else:
-                future.set_result(one)
+        return stored

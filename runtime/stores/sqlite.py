@@ -392,17 +392,7 @@ class SqliteEventLog:
     ) -> list[Event]:
         encoded = _encode_events(events)
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT (SELECT max(seq) FROM event_log WHERE run_id = ?1) FROM runs"
-                " WHERE run_id = ?1",
-                (run_id,),
-            ).fetchone()
-            if row is None:
-                raise KeyError(f"no run {run_id!r}")
-            last: int = row[0] or 0
-            if expect_seq is not None and last != expect_seq:
-                raise Conflict(f"run {run_id!r}: expected last seq {expect_seq}, found {last}")
-            return self._insert(conn, run_id, last, encoded)
+            return self._append_in(conn, run_id, encoded, expect_seq)
 
     def append_ending(
         self,
@@ -416,22 +406,31 @@ class SqliteEventLog:
         and its final status are then never seen apart, and cost one commit)."""
         encoded = _encode_events(events)
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT (SELECT max(seq) FROM event_log WHERE run_id = ?1) FROM runs"
-                " WHERE run_id = ?1",
-                (run_id,),
-            ).fetchone()
-            if row is None:
-                raise KeyError(f"no run {run_id!r}")
-            last: int = row[0] or 0
-            if expect_seq is not None and last != expect_seq:
-                raise Conflict(f"run {run_id!r}: expected last seq {expect_seq}, found {last}")
-            stored = self._insert(conn, run_id, last, encoded)
+            stored = self._append_in(conn, run_id, encoded, expect_seq)
             conn.execute(
                 "UPDATE runs SET status = ?, updated = ? WHERE run_id = ?",
                 (status, time.time(), run_id),
             )
             return stored
+
+    def _append_in(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        encoded: list[tuple[str, str]],
+        expect_seq: int | None,
+    ) -> list[Event]:
+        """Append in the write transaction `conn` holds, after checking the run's last seq."""
+        row = conn.execute(
+            "SELECT (SELECT max(seq) FROM event_log WHERE run_id = ?1) FROM runs WHERE run_id = ?1",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no run {run_id!r}")
+        last: int = row[0] or 0
+        if expect_seq is not None and last != expect_seq:
+            raise Conflict(f"run {run_id!r}: expected last seq {expect_seq}, found {last}")
+        return self._insert(conn, run_id, last, encoded)
 
     def read(self, run_id: str, after: int = 0, limit: int | None = None) -> list[Event]:
         return self._read(self._conn(), run_id, after, limit)
