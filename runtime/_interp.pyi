@@ -91,4 +91,5 @@ def drain(
     order: list[str],
     guarded: Sequence[bool],
     taken_of: Callable[[int, Any], list[bool] | None],
-) -> list[int]: ...
+    start_node: Callable[[int], bool],
+) -> None: ...

@@ -100,6 +100,58 @@ cdef list _stack_list(Stack *s, Py_ssize_t start):
     return out
 
 
+# --- a min-heap of node indices (on a Stack's array), for `drain` ------------------------------
+
+cdef int _heap_push(Stack *h, Py_ssize_t v) except -1:
+    cdef Py_ssize_t k, parent
+    _push(h, v)
+    k = h.len - 1
+    while k > 0:
+        parent = (k - 1) >> 1
+        if h.data[parent] <= v:
+            break
+        h.data[k] = h.data[parent]
+        k = parent
+    h.data[k] = v
+    return 0
+
+
+cdef inline Py_ssize_t _heap_pop(Stack *h) noexcept:
+    """The smallest index (the heap must not be empty)."""
+    cdef Py_ssize_t top = h.data[0], last, k = 0, child, n
+    h.len -= 1
+    n = h.len
+    if n == 0:
+        return top
+    last = h.data[n]
+    while True:
+        child = 2 * k + 1
+        if child >= n:
+            break
+        if child + 1 < n and h.data[child + 1] < h.data[child]:
+            child += 1
+        if last <= h.data[child]:
+            break
+        h.data[k] = h.data[child]
+        k = child
+    h.data[k] = last
+    return top
+
+
+cdef int _heap_take(Stack *h, list items, Py_ssize_t n) except -1:
+    """Push every index of `items`, then empty `items`. All are checked first (ints in
+    0..n-1), so a bad one raises with nothing taken."""
+    cdef Py_ssize_t k, j
+    for k in range(len(items)):
+        j = items[k]
+        if j < 0 or j >= n:
+            raise IndexError(f"node index {j} out of range (0..{n - 1})")
+    for k in range(len(items)):
+        _heap_push(h, items[k])
+    del items[:]
+    return 0
+
+
 # --- Python sequences, always bounds-checked ----------------------------------------------
 
 @cython.boundscheck(True)
@@ -743,44 +795,47 @@ def drain(
     order: object,
     guarded: object,
     taken_of: object,
-) -> list:
-    """Run ready nodes that can run inline until none is ready; return the others.
+    start_node: object,
+) -> None:
+    """Run the ready nodes, smallest index first, until none is ready or `start_node` says
+    the run has ended.
 
-    As the reference: a node runs inline when `fns[i]` is a callable, gets its DONE
-    predecessors' outputs by id, and its value goes to `values`, its id to `done` and
-    `order`; successors are routed (asking `taken_of` only where `guarded[i]`). Every other
-    ready node is marked RUNNING and returned. If a function raises, the exception
-    propagates with `st.current` naming the node, and `ready` holds what was still to run.
+    As the reference (whose docstring says why the order is the smallest index first): a
+    node runs inline when `fns[i]` is a callable, gets its DONE predecessors' outputs by id,
+    and its value goes to `values`, its id to `done` and `order`; successors are routed
+    (asking `taken_of` only where `guarded[i]`). Every other ready node is marked RUNNING and
+    handed to `start_node(i)`, whose True stops the drain; what it readies it appends to
+    `ready`. If a function raises, the exception propagates with `st.current` naming the
+    node (-1 if `start_node` raised), and `ready` holds what was still to run.
     """
-    cdef Stack stack, skipped
+    cdef Stack heap, fresh, skipped
     cdef Py_ssize_t i, k, p, n = st.n
     cdef int *status = st._status
     cdef int *offsets = st._pred_offsets
     cdef int *sources = st._pred_sources
     cdef dict inputs
-    cdef list slow = []
     cdef bint moved = False
-    # The ready nodes live on a C stack while the loop runs (popped from the end, pushed in
-    # order, as the reference does with the list) and go back into `ready` when it stops.
-    _stack_init(&stack, len(ready) + 16)
+    # The ready nodes live in a C min-heap while the loop runs; `ready` collects what
+    # `start_node` readies, and gets the heap back when the loop stops.
+    _stack_init(&heap, len(ready) + 16)
     try:
+        _stack_init(&fresh, 16)
         _stack_init(&skipped, 16)
         try:
-            for item in ready:
-                _push(&stack, item)  # a non-int raises here, before anything ran
-            del ready[:]
+            _heap_take(&heap, ready, n)  # a non-int or out-of-range index raises here
             moved = True
-            while stack.len:
-                stack.len -= 1
-                i = stack.data[stack.len]
-                if i < 0 or i >= n:
-                    raise IndexError(f"node index {i} out of range (0..{n - 1})")
+            while heap.len:
+                i = _heap_pop(&heap)
                 if status[i] != C_READY:
                     continue
                 status[i] = C_RUNNING
                 fn = _item(fns, i)
                 if fn is None:
-                    slow.append(i)
+                    st.current = -1
+                    stop = start_node(i)
+                    _heap_take(&heap, ready, n)
+                    if stop:
+                        break
                     continue
                 st.current = i
                 inputs = {}
@@ -793,14 +848,17 @@ def drain(
                 node_id = _item(ids, i)
                 done[node_id] = None
                 order.append(node_id)
+                fresh.len = 0
                 _complete(
-                    st, i, taken_of(i, value) if _item(guarded, i) else None, &stack, &skipped
+                    st, i, taken_of(i, value) if _item(guarded, i) else None, &fresh, &skipped
                 )
+                for k in range(fresh.len):
+                    _heap_push(&heap, fresh.data[k])
             st.current = -1
-            return slow
         finally:
             _stack_free(&skipped)
+            _stack_free(&fresh)
     finally:
         if moved:
-            ready[:] = _stack_list(&stack, 0)
-        _stack_free(&stack)
+            ready.extend(_stack_list(&heap, 0))
+        _stack_free(&heap)

@@ -494,23 +494,36 @@ class RunDriver:
         return self.edges.taken(i, value, self.env)
 
     def dispatch(self) -> None:
-        """Run every ready node: the core runs what it can inline (which may make more nodes
-        ready), and hands back the rest to start here, which may also make nodes ready."""
-        while self.ready and not self.state.finished:
-            if self.fusion is not None:
-                self.fusion.run_ready(self)
-            try:
-                slow = core.drain(
-                    self.routing, self.ready, self.fast_fns, self.ids, self.values,
-                    self.state.done, self.state.order, self.guarded, self._taken,
-                )  # fmt: skip
-            except Exception as err:  # a workflow function failing is data, not a crash
-                self.fail(self.ids[self.routing.current], err)
-                return
-            for i in slow:
-                if self.state.finished:
-                    return  # a node failed the run: nothing more starts, nothing is logged
-                self.start_node(i)
+        """Run every ready node, smallest index first (`core.drain`, which says why): the
+        core runs what it can inline and hands each other node to `_start` when its turn
+        comes. Fused regions run whenever their roots are ready (running pure nodes that
+        succeed early changes nothing the order promises)."""
+        if not self.ready or self.state.finished:
+            return
+        if self.fusion is not None:
+            self.fusion.run_ready(self)
+            if self.state.finished:
+                return  # a region's output failed the run
+        try:
+            core.drain(
+                self.routing, self.ready, self.fast_fns, self.ids, self.values,
+                self.state.done, self.state.order, self.guarded, self._taken, self._start,
+            )  # fmt: skip
+        except Exception as err:
+            if self.routing.current < 0:
+                raise  # not a workflow function: the engine's own error
+            # A workflow function failing is data, not a crash.
+            self.fail(self.ids[self.routing.current], err)
+
+    def _start(self, i: int) -> bool:
+        """`core.drain`'s turn for node i, which it does not run inline; True when the run
+        has ended."""
+        self.start_node(i)
+        if self.state.finished:
+            return True  # a node failed the run: nothing more starts, nothing is logged
+        if self.fusion is not None and self.ready:
+            self.fusion.run_ready(self)  # `ready` holds only what node i readied
+        return self.state.finished
 
     def start_node(self, i: int) -> None:
         node = self.ir.nodes[i]

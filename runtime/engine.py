@@ -621,10 +621,13 @@ class Engine:
         try:
             core.drain(
                 routing, ready, fns, plan.ids, out, {}, [], plan.guarded,
-                lambda i, value: taken(i, value, env),
+                lambda i, value: taken(i, value, env), _not_inline,
             )  # fmt: skip
-        except Exception as err:  # a workflow function failing is data, not a crash
-            # As `RunDriver.fail` logs it, on a fresh state: the node's first attempt.
+        except Exception as err:
+            if routing.current < 0:
+                raise  # not a workflow function: the engine's own error
+            # A workflow function failing is data, not a crash. As `RunDriver.fail` logs it,
+            # on a fresh state: the node's first attempt.
             events = failed(plan.ids[routing.current], err, 1, False)
             return "failed", [(t, d, None) for t, d in events], None, events[-1][1]["error"]
         etype, data, raw = ending(routing, plan.ir, plan.outputs, out, env, self.values)
@@ -731,3 +734,8 @@ class Engine:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+
+def _not_inline(i: int) -> bool:
+    """`core.drain`'s hand-off in a lean run, where every node runs inline: never called."""
+    raise RuntimeError(f"node {i} of a lean run has no inline function")

@@ -17,6 +17,7 @@ Routing rules, for an edge from a resolved node to its target:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -270,38 +271,65 @@ def drain(
     order: list[str],
     guarded: Sequence[bool],
     taken_of: Callable[[int, Any], list[bool] | None],
-) -> list[int]:
-    """Run ready nodes that can run inline until none is ready; return the others.
+    start_node: Callable[[int], bool],
+) -> None:
+    """Run the ready nodes, smallest index first, until none is ready or `start_node` says
+    the run has ended.
+
+    `ready` is a bag of node indices (entries no longer READY are passed over). The node run
+    next is always the smallest READY one, whoever readied it. Node indices are a topological
+    order (the source order where the graph leaves a choice), so among the nodes that can run
+    at once the run is in a fixed order, and of two failing nodes the run reports the one that
+    comes first. That order does not depend on which nodes run inline, nor on whether some of
+    them ran early as one fused call (a node that succeeds early only readies its successors
+    early; every node picked here is still the smallest ready one), so fusion and the fast
+    and full-fidelity modes fail at the same node. (A node with a task ends when it ends: the
+    order holds among the nodes that run synchronously.)
 
     A node runs inline when `fns[i]` is a callable: a pure, synchronous function that takes
     its predecessors' outputs by id, as the driver decided. It is called right here, its
     output stored in `values`, its completion recorded in `done` and `order`, and its
     successors routed (asking `taken_of` only for nodes whose edges carry labels or guards).
-    Every other ready node is marked RUNNING and returned for the driver to start. If a
-    function raises, the exception propagates with `st.current` naming the node.
+    Every other node is marked RUNNING and handed to `start_node(i)`, which starts it (and may
+    complete it, readying more nodes by appending them to `ready`); it returns True when the
+    run has ended, which stops the drain.
+
+    If a function raises, the exception propagates with `st.current` naming the node (it is
+    -1 when `start_node` raised), and `ready` holds what was still to run.
     """
-    slow: list[int] = []
+    heap = list(ready)
+    heapq.heapify(heap)
+    del ready[:]  # from here on, `ready` collects what `start_node` readies
     status = st.status
     offsets = st.pred_offsets
     sources = st.pred_sources
-    while ready:
-        i = ready.pop()
-        if status[i] != READY:
-            continue
-        status[i] = RUNNING
-        fn = fns[i]
-        if fn is None:
-            slow.append(i)
-            continue
-        st.current = i
-        inputs = {
-            ids[p]: values[p] for p in sources[offsets[i] : offsets[i + 1]] if status[p] == DONE
-        }
-        value = fn(inputs)
-        values[i] = value
-        done[ids[i]] = None
-        order.append(ids[i])
-        new, _ = complete(st, i, taken_of(i, value) if guarded[i] else None)
-        ready.extend(new)
-    st.current = -1
-    return slow
+    try:
+        while heap:
+            i = heapq.heappop(heap)
+            if status[i] != READY:
+                continue
+            status[i] = RUNNING
+            fn = fns[i]
+            if fn is None:
+                st.current = -1
+                stop = start_node(i)
+                for j in ready:
+                    heapq.heappush(heap, j)
+                del ready[:]
+                if stop:
+                    break
+                continue
+            st.current = i
+            inputs = {
+                ids[p]: values[p] for p in sources[offsets[i] : offsets[i + 1]] if status[p] == DONE
+            }
+            value = fn(inputs)
+            values[i] = value
+            done[ids[i]] = None
+            order.append(ids[i])
+            new, _ = complete(st, i, taken_of(i, value) if guarded[i] else None)
+            for j in new:
+                heapq.heappush(heap, j)
+        st.current = -1
+    finally:
+        ready.extend(heap)

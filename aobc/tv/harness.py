@@ -152,8 +152,9 @@ class _WorldEngine(Engine):
         *,
         inline: bool = False,
         fuse: bool = True,
+        mode: str = "fast",
     ) -> None:
-        super().__init__(stores, EngineOptions(mode="fast", fuse=fuse))
+        super().__init__(stores, EngineOptions(mode=mode, fuse=fuse))
         self.world = world
         self.prefix = prefix  # this (child) run's path from the top-level run, with "/"
         self.inline = inline
@@ -174,22 +175,30 @@ class _WorldEngine(Engine):
             f"{self.prefix}{step}/",
             inline=self.inline,
             fuse=self.options.fuse,
+            mode=self.options.mode,
         )
         return await child.start(ir, inputs, run_id=child_id, parent=parent.state.run_id)
 
 
 def run_in_world(
-    ir: ExecIR, inputs: Mapping[str, Any], seed: int, *, inline: bool = False, fuse: bool = True
+    ir: ExecIR,
+    inputs: Mapping[str, Any],
+    seed: int,
+    *,
+    inline: bool = False,
+    fuse: bool = True,
+    mode: str = "fast",
 ) -> Trace:
     """Run `ir` once in a fresh deterministic world.
 
     By default every function runs as a task answered by the world. With `inline`, pure
     functions are synchronous world functions the engine calls inline, and with `fuse`
     (the engine's default) runs pure inline regions as generated code: that is how fusion
-    is validated (`check_fusion`).
+    is validated (`check_fusion`). `mode` is the engine's ("fast" or "full" fidelity).
     """
     world = World(seed)
-    engine = _WorldEngine(Stores(MemoryEventLog(), MemoryCAS()), world, inline=inline, fuse=fuse)
+    stores = Stores(MemoryEventLog(), MemoryCAS())
+    engine = _WorldEngine(stores, world, inline=inline, fuse=fuse, mode=mode)
 
     async def go() -> RunResult:
         try:

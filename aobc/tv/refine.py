@@ -157,20 +157,21 @@ def compare(original: Workflow, before: Trace, after: Trace) -> str | None:
 
 def check_fusion(wf: Workflow, *, seeds: int = 5, rng_seed: int = 0) -> Counterexample | None:
     """Fusion as a rewrite: the same IR run node by node and with its pure inline regions
-    fused (`aobc.runtime.fusion`), in the same worlds, must agree as any optimization must
-    (and end the same way even when the original fails: fusion may not change which node
-    fails)."""
+    fused (`aobc.runtime.fusion`), in the same worlds and in both fidelity modes, must agree
+    as any optimization must (and end the same way even when the original fails: fusion may
+    not change which node fails; `core.drain` says why it cannot)."""
     ir = lower(wf)
     rng = random.Random(rng_seed)
     for seed in range(seeds):
         inputs = generate_inputs(ir, rng)
-        before = run_in_world(ir, inputs, seed, inline=True, fuse=False)
-        after = run_in_world(ir, inputs, seed, inline=True, fuse=True)
-        reason = compare(wf, before, after)
-        if reason is None and (before.status, before.error) != (after.status, after.error):
-            reason = f"the run ended differently: {before.error!r} became {after.error!r}"
-        if reason is not None:
-            return Counterexample(reason, inputs, seed, before, after, wf)
+        for mode in ("fast", "full"):
+            before = run_in_world(ir, inputs, seed, inline=True, fuse=False, mode=mode)
+            after = run_in_world(ir, inputs, seed, inline=True, fuse=True, mode=mode)
+            reason = compare(wf, before, after)
+            if reason is None and (before.status, before.error) != (after.status, after.error):
+                reason = f"the run ended differently: {before.error!r} became {after.error!r}"
+            if reason is not None:
+                return Counterexample(f"{mode} mode: {reason}", inputs, seed, before, after, wf)
     return None
 
 

@@ -276,11 +276,14 @@ def test_region_ready_wants_inputs_done_roots_ready_and_the_rest_pending() -> No
 
 
 def drive(mod: ModuleType, case: Case, inline_p: float, fail: tuple[str, int] | None) -> Any:
-    """Drive `mod` as the driver does: drain, then complete the nodes it hands back.
+    """Drive `mod` as the driver does: drain, with the nodes it hands back completed by the
+    callback (which readies their successors by appending them to `ready`).
 
     Nodes run inline with probability `inline_p`; `fail` makes one node's function raise
-    ("fn", i), or its `taken` row too short, so `complete` raises mid-way ("taken", i).
-    Returns everything observable, to compare between implementations.
+    ("fn", i), its `taken` row too short, so `complete` raises mid-way ("taken", i), the
+    callback raise on it ("start", i), or the callback end the run after it ("stop", i).
+    Every node is checked to run when no smaller one is ready. Returns everything
+    observable, to compare between implementations.
     """
     ir, taken, seed = case
     rng = random.Random(seed)
@@ -288,9 +291,15 @@ def drive(mod: ModuleType, case: Case, inline_p: float, fail: tuple[str, int] | 
     inline = [rng.random() < inline_p for _ in range(n)]
     guarded = [rng.random() < 0.5 for _ in range(n)]
     calls: list[tuple[int, dict[str, Any]]] = []
+    trace: list[Any] = []
+
+    def smallest_first(i: int) -> None:
+        early = [j for j in range(i) if state.status[j] == mod.READY]
+        assert not early, f"node {i} ran while {early} were ready"
 
     def make(i: int) -> Callable[[dict[str, Any]], Any]:
         def fn(inputs: dict[str, Any]) -> Any:
+            smallest_first(i)
             calls.append((i, dict(inputs)))
             if fail == ("fn", i):
                 raise RuntimeError(f"node {i} failed")
@@ -302,36 +311,45 @@ def drive(mod: ModuleType, case: Case, inline_p: float, fail: tuple[str, int] | 
         row = [taken.get((i, j), True) for j in ir.successors(i)]
         return row[:-1] if fail == ("taken", i) else row
 
+    def start_node(i: int) -> bool:
+        smallest_first(i)
+        trace.append(("start", i, list(ready), snapshot(state)))
+        if fail == ("start", i):
+            ready.append(i)  # something readied before the callback raised stays
+            raise RuntimeError(f"starting {i} failed")
+        new, skipped = mod.complete(state, i, taken_of(i, None) if guarded[i] else None)
+        trace.append(("completed", i, sorted(new), skipped))
+        ready.extend(new)
+        return fail == ("stop", i)
+
     fns = [make(i) if inline[i] else None for i in range(n)]
     ids = [node.id for node in ir.nodes]
     values: list[Any] = [None] * n
     done: dict[str, str | None] = {}
     order: list[str] = []
-    trace: list[Any] = []
     state, ready = mod.start(ir)
     try:
-        while ready:
-            slow = mod.drain(state, ready, fns, ids, values, done, order, guarded, taken_of)
-            trace.append(("drained", list(slow), list(ready), snapshot(state)))
-            rng.shuffle(slow)
-            for i in slow:
-                new, skipped = mod.complete(state, i, taken_of(i, None) if guarded[i] else None)
-                trace.append(("completed", i, new, skipped))
-                ready.extend(new)
+        mod.drain(state, ready, fns, ids, values, done, order, guarded, taken_of, start_node)
+        trace.append(("drained", state.current, sorted(ready), snapshot(state)))
     except (RuntimeError, IndexError) as err:
-        trace.append(("raised", type(err).__name__, str(err), list(ready), snapshot(state)))
+        trace.append(
+            ("raised", type(err).__name__, str(err), state.current, sorted(ready), snapshot(state))
+        )
     return trace, calls, values, list(done.items()), order, snapshot(state), mod.settled(state)
 
 
 @given(
     case=graphs(),
     inline_p=st.sampled_from([0.0, 0.5, 0.9, 1.0]),
-    fail=st.none() | st.tuples(st.sampled_from(["fn", "taken"]), st.integers(0, 13)),
+    fail=st.none()
+    | st.tuples(st.sampled_from(["fn", "taken", "start", "stop"]), st.integers(0, 13)),
 )
 @settings(max_examples=300)
 def test_drain_agrees_step_by_step(
     case: Case, inline_p: float, fail: tuple[str, int] | None
 ) -> None:
+    """Both cores run the same nodes in the same order (smallest ready index first), call
+    back at the same points with the same state, and stop or raise alike."""
     assert drive(interp_py, case, inline_p, fail) == drive(compiled(), case, inline_p, fail)
 
 
@@ -347,12 +365,25 @@ def test_drain_refuses_indices_and_sequences_out_of_range_without_crashing() -> 
         }
         """
     )
+
+    def stop(i: int) -> bool:
+        return True
+
+    def readies_a_stranger(i: int) -> bool:
+        ready.append(7)  # no such node
+        return False
+
     for mod in (interp_py, cy):
         state, ready = mod.start(ir)
+        fns: list[Any] = [None, None]
+        args = (["a", "b"], [None, None], {}, [], [0, 0], None)
         with pytest.raises(IndexError):
-            mod.drain(state, [5], [None, None], ["a", "b"], [None, None], {}, [], [0, 0], None)
+            mod.drain(state, [5], fns, *args, stop)
         with pytest.raises(IndexError):  # fns shorter than the graph
-            mod.drain(state, ready, [], ["a", "b"], [None, None], {}, [], [0, 0], None)
+            mod.drain(state, ready, [], *args, stop)
+        state, ready = mod.start(ir)
+        with pytest.raises(IndexError):  # an index from the callback is checked too
+            mod.drain(state, ready, fns, *args, readies_a_stranger)
         with pytest.raises(IndexError):
             mod.skip(state, 2)
     state, _ = cy.start(ir)

@@ -28,6 +28,7 @@ from aobc.ir import (
     JoinMode,
     JoinNode,
     OutputDecl,
+    RetryPolicy,
     Workflow,
 )
 from aobc.passes.pipeline import PassPipeline
@@ -321,6 +322,69 @@ def fusable_workflows(draw: st.DrawFn) -> Workflow:
 def test_fusion_refines_node_by_node_execution(wf: Workflow) -> None:
     assert PassPipeline.parse("verify").run(Overlay(wf)).ok  # a workflow aobc would compile
     assert check_fusion(wf, seeds=2) is None
+
+
+def _first_failure_cases() -> list[tuple[Workflow, str]]:
+    """Workflows with two independent failing nodes, and the one a run must report: the
+    first in index order, whichever nodes run inline or fused and in either mode."""
+    pure = Effect.PURE
+    # Found by the property above: two conditions on joins, both failing on null. Run node
+    # by node, the interpreter used to reach n6 first; fused, n5.
+    joins = Workflow(
+        name="g",
+        nodes=(
+            *(FunctionNode(id=f"n{i}", effect=pure, fn=f"w.f{i}:g") for i in range(3)),
+            JoinNode(id="n3", effect=pure, mode=JoinMode.ALL),
+            JoinNode(id="n4", effect=pure, mode=JoinMode.ALL),
+            ConditionNode(id="n5", effect=pure, expr="n3.n > 4"),
+            ConditionNode(id="n6", effect=pure, expr="n4.n > 4"),
+        ),
+        edges=tuple(
+            Edge(src=a, dst=b)
+            for a, b in [
+                ("n0", "n1"),
+                ("n0", "n2"),
+                ("n0", "n3"),
+                ("n1", "n4"),
+                ("n3", "n5"),
+                ("n4", "n6"),
+            ]
+        ),
+        outputs=(OutputDecl(name="o", expr="n6"),),
+    )
+    # A region {n0, n2} beside a chain n1 -> n3 -> n4 of functions that retry (so they run
+    # one by one); n4 and n5 fail. Full-fidelity runs used to go in rounds of what was
+    # ready together, and a region ran ahead of its round: n5 failed first when fused.
+    twice = RetryPolicy(max_attempts=2)
+    fns = {0: "w.f0:g", 1: "w.f1:g", 2: "w.f2:g", 3: "w.f0:g", 4: "w.fail:f", 5: "w.fail:f"}
+    rounds = Workflow(
+        name="g",
+        nodes=tuple(
+            FunctionNode(
+                id=f"n{i}", effect=pure, fn=fn, retry=twice if i in (1, 3, 4, 5) else RetryPolicy()
+            )
+            for i, fn in fns.items()
+        ),
+        edges=tuple(
+            Edge(src=a, dst=b) for a, b in [("n0", "n2"), ("n1", "n3"), ("n3", "n4"), ("n2", "n5")]
+        ),
+        outputs=(OutputDecl(name="a", expr="n4"), OutputDecl(name="b", expr="n5")),
+    )
+    return [(joins, "n5"), (rounds, "n4")]
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+@pytest.mark.parametrize("fuse", [False, True], ids=["unfused", "fused"])
+@pytest.mark.parametrize("case", range(2))
+def test_of_two_failing_nodes_the_run_reports_the_first(mode: str, fuse: bool, case: int) -> None:
+    from aobc.tv.harness import run_in_world
+
+    wf, first = _first_failure_cases()[case]
+    assert PassPipeline.parse("verify").run(Overlay(wf)).ok
+    trace = run_in_world(lower(wf), {}, 0, inline=True, fuse=fuse, mode=mode)
+    assert trace.status == "failed"
+    assert trace.error is not None and trace.error.startswith(f'node "{first}" failed'), trace.error
+    assert check_fusion(wf, seeds=1) is None
 
 
 def test_the_generated_workflows_are_mostly_fused() -> None:
