@@ -13,15 +13,22 @@ Every backend passes the same suite, `tests/runtime/test_store_conformance.py`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+import msgspec
 
 from aobc import errorcodes
 from aobc.errorcodes import ErrorCode
 
+# Records the runtime makes once per event or per run are msgspec Structs, not frozen
+# dataclasses: made on the hot path of every run, a frozen dataclass's __init__ (one
+# object.__setattr__ per field) costs ~1 us, a Struct's ~0.1 us. And they are not tracked by
+# the cyclic garbage collector (`gc=False`): they hold strings, numbers and JSON data, which
+# can never lead back to them, and a store keeps one or more per run, each of which the
+# collector would otherwise walk again and again as the heap grows (~1 us per tiny run).
 
-@dataclass(frozen=True, slots=True)
-class Event:
+
+class Event(msgspec.Struct, frozen=True, gc=False):
     """One entry of a run's log. `seq` is 1, 2, 3... per run, with no gaps.
 
     `data` is stored as canonical JSON (`aobc.canonical`): it must be JSON-encodable (no NaN
@@ -44,8 +51,7 @@ class Event:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class RunRecord:
+class RunRecord(msgspec.Struct, frozen=True, gc=False):
     """The row a run keeps beside its log: what it runs and how it ended, for listings."""
 
     run_id: str
@@ -57,7 +63,7 @@ class RunRecord:
     namespace: str = "default"
     parent: str | None = None  # the run that started this one (composite, replay)
     idempotency_key: str | None = None  # unique within a namespace
-    labels: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class Conflict(Exception):

@@ -12,7 +12,6 @@ tests and for runs that need no durability.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import threading
 import time
@@ -64,38 +63,13 @@ def _encoded(value: Any) -> tuple[str, Any]:
 # -- event log ------------------------------------------------------------------------------
 
 
-def _replace(
-    r: RunRecord,
-    *,
-    status: str | None = None,
-    updated: float | None = None,
-    labels: dict[str, Any] | None = None,
-) -> RunRecord:
-    """`dataclasses.replace` for the fields the log changes, without its per-call cost
-    (`_RECORD_FIELDS` below fails the import if RunRecord's fields change)."""
-    return RunRecord(
-        r.run_id,
-        r.workflow,
-        r.ir_hash,
-        r.status if status is None else status,
-        r.created,
-        r.updated if updated is None else updated,
-        r.namespace,
-        r.parent,
-        r.idempotency_key,
-        r.labels if labels is None else labels,
-    )
+_replace = msgspec.structs.replace  # RunRecord is a msgspec Struct
 
 
-_RECORD_FIELDS = (
-    "run_id workflow ir_hash status created updated namespace parent idempotency_key labels"
-)
-if " ".join(f.name for f in dataclasses.fields(RunRecord)) != _RECORD_FIELDS:
-    raise ImportError("RunRecord's fields changed: update memory._replace")
+class _Run(msgspec.Struct, gc=False):
+    """A run in the log. Not tracked by the garbage collector (see `base.RunRecord`): what
+    it holds never leads back to it."""
 
-
-@dataclass(slots=True)
-class _Run:
     record: RunRecord  # labels are kept as JSON in `labels`, and the record's dict is dropped
     labels: str
     first: int  # how many events create_run appended
