@@ -53,26 +53,46 @@ def value_hash(value: Any) -> str:
     return sha256_hex(encode_value(value))
 
 
+SMALL = 256  # bytes: outputs up to this size have their digest remembered (`Values.put`)
+
+
 class Values:
-    """Reads and writes JSON values in a CAS, with a small in-memory cache of recent ones."""
+    """Reads and writes JSON values in a CAS, with a small in-memory cache of recent ones.
+
+    Small values also have their digest remembered by their bytes: many runs of one workflow
+    put the same small outputs, and a CAS never forgets an object (its objects are immutable
+    and never deleted), so a value this instance has put is there already, and putting it
+    again would only hash it and take the CAS's lock to learn that.
+    """
 
     def __init__(self, cas: CAS, cache_size: int = 4096) -> None:
         self.cas = cas
         self._cache: dict[str, Any] = {}
+        self._digests: dict[bytes, str] = {}
         self._size = cache_size
 
     def put(self, value: Any) -> str:
         data = encode_value(value)
-        digest = self.cas.put(data)
+        digest = self._store(data)
         self._remember(digest, value)
         return digest
 
     def put_json(self, value: Any) -> tuple[str, bytes]:
         """`put`, also giving the value's canonical JSON (what the CAS holds)."""
         data = encode_value(value)
-        digest = self.cas.put(data)
+        digest = self._store(data)
         self._remember(digest, value)
         return digest, data
+
+    def _store(self, data: bytes) -> str:
+        digest = self._digests.get(data)
+        if digest is None:
+            digest = self.cas.put(data)
+            if len(data) <= SMALL:
+                if len(self._digests) >= self._size:
+                    del self._digests[next(iter(self._digests))]
+                self._digests[data] = digest
+        return digest
 
     def get(self, digest: str) -> Any:
         if digest in self._cache:
