@@ -1,6 +1,6 @@
 """`canonical_bytes` reuses one C encoder instead of `json.JSONEncoder.encode` building one per
-call: the bytes (hashed everywhere: IR, CAS, patches) and the errors must be exactly those of
-the documented settings."""
+call, and hands flat dicts of scalars to msgspec: the bytes (hashed everywhere: IR, CAS,
+patches) and the errors must be exactly those of the documented settings."""
 
 from __future__ import annotations
 
@@ -33,6 +33,35 @@ def reference(value: Any) -> bytes:
 @given(JSON)
 def test_the_bytes_are_the_documented_encoding(value: Any) -> None:
     assert canonical_bytes(value) == reference(value)
+
+
+SCALAR = st.none() | st.booleans() | st.integers() | st.text()
+
+
+@given(st.dictionaries(st.text(), SCALAR, max_size=8))
+def test_flat_dicts_of_scalars_take_the_fast_encoder_to_the_same_bytes(value: Any) -> None:
+    assert canonical_bytes(value) == reference(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"big": 2**70, "neg": -(2**64), "t": True, "n": None},
+        {"\U0001f600": 1, "\uffff": 2, "\u00e9": 3, "e": 4, "": 5},
+        {"s": '\x00\x1f\x7f\u2028\u2029"\\/<>&\U0001f600'},
+        {"f": 1e16},  # a float: not the fast path (msgspec would write 1e16)
+    ],
+)
+def test_the_fast_encoder_s_edges(value: Any) -> None:
+    assert canonical_bytes(value) == reference(value)
+
+
+def test_a_lone_surrogate_fails_as_on_the_json_path() -> None:
+    with pytest.raises(UnicodeEncodeError) as ours:
+        canonical_bytes({"a": "x\ud800"})
+    with pytest.raises(UnicodeEncodeError) as theirs:
+        reference({"a": "x\ud800"})
+    assert str(ours.value) == str(theirs.value)
 
 
 def test_what_json_accepts_beyond_json_is_encoded_alike() -> None:
