@@ -51,15 +51,26 @@ if (_execir.J_ALL, _execir.J_ANY, _execir.K_JOIN) != (C_J_ALL, C_J_ANY, C_K_JOIN
 
 # --- a growable stack of node indices -----------------------------------------------------
 
+cdef enum:
+    INLINE = 16  # a stack's first entries live in the struct itself: most never grow
+
+
 cdef struct Stack:
-    Py_ssize_t *data
+    Py_ssize_t *data  # `small` until the stack outgrows it, then memory of its own
     Py_ssize_t len
     Py_ssize_t cap
+    Py_ssize_t small[INLINE]
 
 
 cdef int _stack_init(Stack *s, Py_ssize_t cap) except -1:
+    # A small stack costs no allocation (a run's drain makes three per call). The struct
+    # must stay where it is while `data` points into it: stacks are locals, passed by address.
     s.len = 0
-    s.cap = cap if cap > 8 else 8
+    if cap <= INLINE:
+        s.data = s.small
+        s.cap = INLINE
+        return 0
+    s.cap = cap
     s.data = <Py_ssize_t *> PyMem_Malloc(s.cap * sizeof(Py_ssize_t))
     if s.data == NULL:
         s.cap = 0
@@ -75,7 +86,12 @@ cdef inline int _push(Stack *s, Py_ssize_t v) except -1:
     cdef Py_ssize_t *data
     if s.len == s.cap:
         cap = s.cap * 2
-        data = <Py_ssize_t *> PyMem_Realloc(s.data, cap * sizeof(Py_ssize_t))
+        if s.data == s.small:
+            data = <Py_ssize_t *> PyMem_Malloc(cap * sizeof(Py_ssize_t))
+            if data != NULL:
+                memcpy(data, s.small, s.len * sizeof(Py_ssize_t))
+        else:
+            data = <Py_ssize_t *> PyMem_Realloc(s.data, cap * sizeof(Py_ssize_t))
         if data == NULL:
             raise MemoryError()
         s.data = data
@@ -86,7 +102,8 @@ cdef inline int _push(Stack *s, Py_ssize_t v) except -1:
 
 
 cdef inline void _stack_free(Stack *s) noexcept:
-    PyMem_Free(s.data)
+    if s.data != s.small:
+        PyMem_Free(s.data)
     s.data = NULL
     s.len = 0
     s.cap = 0
@@ -738,7 +755,7 @@ def complete_region(Routing st not None, Region region not None) -> list:
         st._status[m] = C_DONE
         st._arrived[m] += region._inner[k]
         st._taken[m] += region._inner[k]
-    _stack_init(&ready, region.n_outer + 8)
+    _stack_init(&ready, region.n_outer)
     try:
         _stack_init(&skipped, 8)
         try:
@@ -817,7 +834,7 @@ def drain(
     cdef bint moved = False
     # The ready nodes live in a C min-heap while the loop runs; `ready` collects what
     # `start_node` readies, and gets the heap back when the loop stops.
-    _stack_init(&heap, len(ready) + 16)
+    _stack_init(&heap, len(ready))
     try:
         _stack_init(&fresh, 16)
         _stack_init(&skipped, 16)

@@ -353,6 +353,40 @@ def test_drain_agrees_step_by_step(
     assert drive(interp_py, case, inline_p, fail) == drive(compiled(), case, inline_p, fail)
 
 
+@st.composite
+def wide_graphs(draw: st.DrawFn) -> Case:
+    """A root, k > 16 children (more than a C stack holds inline, so they grow), and joins
+    of random modes over random subsets of them."""
+    k = draw(st.integers(17, 48))
+    nodes: list[Any] = [FunctionNode(id="r", effect=Effect.PURE, fn="m:f")]
+    nodes += [FunctionNode(id=f"c{i}", effect=Effect.PURE, fn="m:f") for i in range(k)]
+    edges = [Edge(src="r", dst=f"c{i}") for i in range(k)]
+    for j in range(draw(st.integers(1, 3))):
+        parents = sorted(draw(st.sets(st.integers(0, k - 1), min_size=2, max_size=k)))
+        mode = draw(st.sampled_from(list(JoinMode)))
+        n = draw(st.integers(1, len(parents))) if mode is JoinMode.N_OF_M else None
+        nodes.append(JoinNode(id=f"j{j}", effect=Effect.PURE, mode=mode, n=n))
+        edges += [Edge(src=f"c{p}", dst=f"j{j}") for p in parents]
+    ir = lower(Workflow(name="w", nodes=tuple(nodes), edges=tuple(edges)))
+    taken = {(e.src, e.dst): draw(st.booleans()) for e in ir.edges}
+    return ir, taken, draw(st.integers(0, 2**16))
+
+
+@given(
+    case=wide_graphs(),
+    inline_p=st.sampled_from([0.0, 0.5, 1.0]),
+    fail=st.none() | st.tuples(st.sampled_from(["fn", "start", "stop"]), st.integers(0, 50)),
+)
+@settings(max_examples=60)
+def test_wide_graphs_agree_and_follow_the_rules(
+    case: Case, inline_p: float, fail: tuple[str, int] | None
+) -> None:
+    ir, taken, _ = case
+    assert drive(interp_py, case, inline_p, fail) == drive(compiled(), case, inline_p, fail)
+    for mod in (interp_py, compiled()):
+        assert completion_order(mod, case) == oracle(ir, taken)
+
+
 def test_drain_refuses_indices_and_sequences_out_of_range_without_crashing() -> None:
     """Bounds checks are off for the C arrays, so what comes from outside must be checked."""
     cy = compiled()
