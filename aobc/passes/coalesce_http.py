@@ -679,8 +679,7 @@ def apply_plan(wf: Workflow, plan: _Plan, ctx: PassContext) -> Workflow:
     https = [nodes[m] for m in plan.members]
     assert all(isinstance(m, HttpNode) for m in https)
     wf = rw.replace_node(wf, plan.members[0], batch_node(https, plan.batch_id))  # type: ignore[arg-type]
-    for m in plan.members[1:]:
-        wf = rw.remove_node(wf, m)
+    wf = rw.remove_nodes(wf, plan.members[1:])
     wf = rw.rewrite_reads(wf, {m: ref(plan.batch_id, k) for k, m in enumerate(plan.members)})
     for x, y in plan.added:
         wf = rw.add_edge(wf, Edge(src=x, dst=y))

@@ -70,7 +70,7 @@ from aobc.passes.analysis import (
     stronger,
 )
 from aobc.passes.base import Pass, PassContext
-from aobc.passes.rewriter import Rewriter
+from aobc.passes.rewriter import Rewriter, contains_sorted
 
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 #: The reasons a `kept-order` remark gives in its `reason` argument.
@@ -382,7 +382,7 @@ def _remove_in_turn(rw: Rewriter, wf: Workflow, dropped: list[Edge]) -> Workflow
         where.setdefault(id(e), []).append(i)
     gone: list[int] = []  # original indices removed so far, sorted
     for edge in dropped:
-        doomed = [i for i in where.get(id(edge), ()) if not _contains(gone, i)]
+        doomed = [i for i in where.get(id(edge), ()) if not contains_sorted(gone, i)]
         for i in reversed(doomed):
             rw.ops.append(PatchOp("remove", f"/edges/{i - bisect.bisect_left(gone, i)}"))
         for i in doomed:
@@ -391,11 +391,6 @@ def _remove_in_turn(rw: Rewriter, wf: Workflow, dropped: list[Edge]) -> Workflow
         return wf
     skip = set(gone)
     return dataclasses.replace(wf, edges=tuple(e for i, e in enumerate(wf.edges) if i not in skip))
-
-
-def _contains(ordered: list[int], i: int) -> bool:
-    k = bisect.bisect_left(ordered, i)
-    return k < len(ordered) and ordered[k] == i
 
 
 def _path_message(before: Cost, after: Cost) -> str:

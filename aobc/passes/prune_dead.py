@@ -117,11 +117,11 @@ class PruneDeadPass(Pass):
                     keep.add(e.src)
                     stack.append(e.src)
         self._kept_anchors(anchors, graph, ctx)
-        for nid, why in dead.items():
-            if nid in keep:
-                continue
+        unreachable = [nid for nid in dead if nid not in keep]
+        wf = ctx.rewriter.remove_nodes(wf, unreachable)
+        for nid in unreachable:
+            why = dead[nid]
             node = graph.nodes[nid]
-            wf = ctx.rewriter.remove_node(wf, nid)
             ctx.remark(
                 self.name,
                 "passed",
@@ -140,9 +140,10 @@ class PruneDeadPass(Pass):
                 break
             anchored |= anchors.keys()
             self._kept_anchors(anchors, graph, ctx)
-        for nid in [n.id for n in wf.nodes if n.id in gone]:
+        unused = [n.id for n in wf.nodes if n.id in gone]
+        wf = ctx.rewriter.remove_nodes(wf, unused)
+        for nid in unused:
             node = graph.nodes[nid]
-            wf = ctx.rewriter.remove_node(wf, nid)
             ctx.remark(
                 self.name,
                 "passed",

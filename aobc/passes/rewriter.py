@@ -7,8 +7,9 @@ only the fields that changed, so an optimizer patch reads like a reviewer would 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from aobc.backend.serialize import edge_document, node_document
 from aobc.expr.ast import Expr
@@ -21,6 +22,12 @@ def _node_index(wf: Workflow, node_id: str) -> int:
         if n.id == node_id:
             return i
     raise KeyError(f"no node {node_id!r}")
+
+
+def contains_sorted(ordered: list[int], i: int) -> bool:
+    """Whether `i` is in the ascending list `ordered`."""
+    k = bisect.bisect_left(ordered, i)
+    return k < len(ordered) and ordered[k] == i
 
 
 def _prefixed(ops: Iterable[PatchOp], prefix: str) -> list[PatchOp]:
@@ -61,6 +68,52 @@ class Rewriter:
 
     def remove_node(self, wf: Workflow, node_id: str) -> Workflow:
         """Remove a node and every edge that touches it."""
+        return self.remove_nodes(wf, (node_id,))
+
+    def remove_nodes(self, wf: Workflow, node_ids: Sequence[str]) -> Workflow:
+        """`remove_node` for each id in turn: the same operations (each node's edges, highest
+        index first, then the node, at their indices of that moment), computed in one walk
+        over the nodes and edges instead of one per node. A pass removing many nodes of a
+        large workflow would otherwise be quadratic."""
+        first: dict[str, int] = {}
+        for i, n in enumerate(wf.nodes):
+            first.setdefault(n.id, i)
+        if (
+            len(first) != len(wf.nodes)
+            or len(set(node_ids)) != len(node_ids)
+            or any(nid not in first for nid in node_ids)
+        ):
+            for nid in node_ids:  # repeated or unknown ids: literally in turn
+                wf = self._remove_one(wf, nid)
+            return wf
+        wanted = set(node_ids)
+        touching: dict[str, list[int]] = {}  # edge indices, ascending
+        for k, e in enumerate(wf.edges):
+            if e.src in wanted:
+                touching.setdefault(e.src, []).append(k)
+            if e.dst in wanted and e.dst != e.src:
+                touching.setdefault(e.dst, []).append(k)
+        gone_edges: list[int] = []  # original indices removed so far, sorted
+        gone_nodes: list[int] = []
+        for nid in node_ids:
+            doomed = [k for k in touching.get(nid, ()) if not contains_sorted(gone_edges, k)]
+            for k in reversed(doomed):
+                self.ops.append(
+                    PatchOp("remove", f"/edges/{k - bisect.bisect_left(gone_edges, k)}")
+                )
+            for k in doomed:
+                bisect.insort(gone_edges, k)
+            i = first[nid]
+            self.ops.append(PatchOp("remove", f"/nodes/{i - bisect.bisect_left(gone_nodes, i)}"))
+            bisect.insort(gone_nodes, i)
+        drop_edges, drop_nodes = set(gone_edges), set(gone_nodes)
+        return dataclasses.replace(
+            wf,
+            nodes=tuple(n for i, n in enumerate(wf.nodes) if i not in drop_nodes),
+            edges=tuple(e for k, e in enumerate(wf.edges) if k not in drop_edges),
+        )
+
+    def _remove_one(self, wf: Workflow, node_id: str) -> Workflow:
         wf = self.remove_edges(wf, lambda e: node_id in (e.src, e.dst))
         i = _node_index(wf, node_id)
         self.ops.append(PatchOp("remove", f"/nodes/{i}"))
@@ -94,15 +147,17 @@ class Rewriter:
         in node configs, edge guards and workflow outputs."""
         from aobc.expr.ast import root_names
         from aobc.frontend.schema import load_node
-        from aobc.ir.reads import cached_expr, node_reads
+        from aobc.ir.reads import cached_expr, frozen_node_reads
         from aobc.passes.subst import subst_expr_text, subst_node_document
 
         wanted = set(names)
         for n in list(wf.nodes):
-            body_reads = node_reads(n.body) if isinstance(n, MapNode) else set()
-            if (node_reads(n) | body_reads) & wanted:
-                doc = subst_node_document(node_document(n), names)
-                wf = self.replace_node(wf, n.id, load_node(doc))
+            if wanted.isdisjoint(frozen_node_reads(n)) and (
+                not isinstance(n, MapNode) or wanted.isdisjoint(frozen_node_reads(n.body))
+            ):
+                continue
+            doc = subst_node_document(node_document(n), names)
+            wf = self.replace_node(wf, n.id, load_node(doc))
         for i, e in enumerate(wf.edges):
             if e.when is not None and root_names(cached_expr(e.when)) & wanted:
                 wf = self.replace_edge(
