@@ -89,16 +89,22 @@ _READS_MAX = 200_000
 
 def node_reads(n: Node) -> set[str]:
     """Root names a node's own expressions read (node ids, `inputs`, `item`)."""
+    return set(frozen_node_reads(n))
+
+
+def frozen_node_reads(n: Node) -> frozenset[str]:
+    """`node_reads`, not copied: for a caller that only looks."""
     hit = _READS.get(id(n))
     if hit is not None and hit[0] is n:
-        return set(hit[1])
+        return hit[1]
     out: set[str] = set()
     for _, e in node_exprs(n):
         out |= root_names(e)
     if len(_READS) >= _READS_MAX:
         _READS.clear()
-    _READS[id(n)] = (n, frozenset(out))
-    return out
+    frozen = frozenset(out)
+    _READS[id(n)] = (n, frozen)
+    return frozen
 
 
 def passes_predecessor_outputs(n: Node) -> bool:

@@ -19,15 +19,18 @@ class Graph:
 
     @staticmethod
     def of(wf: Workflow) -> Graph:
-        nodes: dict[str, Node] = {}
-        for n in wf.nodes:
-            nodes.setdefault(n.id, n)
+        nodes: dict[str, Node] = {n.id: n for n in wf.nodes}
+        if len(nodes) != len(wf.nodes):  # a repeated id (verify reports it): the first wins
+            nodes = {}
+            for n in wf.nodes:
+                nodes.setdefault(n.id, n)
         succs: dict[str, list[Edge]] = {nid: [] for nid in nodes}
         preds: dict[str, list[Edge]] = {nid: [] for nid in nodes}
         for e in wf.edges:
-            if e.src in nodes and e.dst in nodes:
-                succs[e.src].append(e)
-                preds[e.dst].append(e)
+            out, into = succs.get(e.src), preds.get(e.dst)
+            if out is not None and into is not None:
+                out.append(e)
+                into.append(e)
         return Graph(nodes, succs, preds)
 
     def roots(self) -> list[str]:

@@ -222,3 +222,42 @@ def test_verify_errors_stop_the_pipeline() -> None:
     result = PassPipeline.parse("verify,prune-dead").run(bad)
     assert not result.ok
     assert [r.name for r in result.runs] == ["verify"]
+
+
+def test_a_warning_said_by_both_verifies_is_reported_once() -> None:
+    src = """
+workflow w {
+  output o = j
+  a = function "m:a" { effect: pure }
+  j = join all
+  a -> j
+}
+"""
+    result = PassPipeline.parse(PRESETS["O1"]).run(Overlay(load_text(src, "j.aob")))
+    assert [str(d.code) for d in result.diagnostics].count("join-arity") == 1
+    assert [b.name for b in result.runs].count("verify") == 2  # it did run twice
+
+
+def test_the_collector_is_paused_only_while_passes_run() -> None:
+    import gc
+
+    seen: list[bool] = []
+
+    @dataclass(frozen=True, kw_only=True)
+    class Probe(Pass):
+        name: ClassVar[str] = "probe"
+
+        def run(self, wf: Workflow, ctx: PassContext) -> Workflow:
+            seen.append(gc.isenabled())
+            return wf
+
+    pipeline = PassPipeline.parse("probe", extra_passes={"probe": Probe})
+    assert gc.isenabled()
+    pipeline.run(overlay())
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        pipeline.run(overlay())  # a caller that turned it off keeps it off
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
