@@ -38,6 +38,7 @@ log = logging.getLogger("aobc.serve")
 @dataclass
 class EmbeddedOptions:
     store: Path
+    durable: bool = False  # fsync every commit (`EmbeddedStores.open`)
     policy: Policy = DEFAULT_POLICY
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     mode: str = "full"
@@ -56,7 +57,7 @@ class EmbeddedControlPlane(StoreControlPlane):
         self.policy = options.policy
         self.review = options.review
         self.sse_buffer = options.sse_buffer
-        self.embedded = EmbeddedStores.open(options.store)
+        self.embedded = EmbeddedStores.open(options.store, durable=options.durable)
         self.events = self.embedded.events
         self.stores = Stores(self.embedded.events, self.embedded.cas, options.store)
         self.engine = Engine(

@@ -23,7 +23,7 @@ from typing import Any
 
 from aobc import errorcodes as ec
 from aobc.cli.common import Reporter, add_policy_flag, policy_from
-from aobc.cli.session import add_store_flag, store_dir
+from aobc.cli.session import add_store_flag, durable, store_dir
 from aobc.diagnostics import Diagnostic
 from aobc.errors import AobcError
 
@@ -179,6 +179,7 @@ def _options(args: argparse.Namespace) -> Any:
         secrets = Secrets(args.secrets)
     return EmbeddedOptions(
         store=store_dir(args),
+        durable=durable(args),
         policy=policy_from(args),
         review=ReviewPolicy(agent=args.review_agent, human=args.review_human),
         mode=args.mode,

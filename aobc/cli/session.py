@@ -10,12 +10,44 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from aobc import errorcodes as ec
 from aobc.cli.common import add_policy_flag, policy_from
+from aobc.diagnostics import Diagnostic
+from aobc.errors import AobcError
 
 
 def add_store_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store", metavar="DIR", help="the embedded store (default: $AOBC_STORE or ./.aobc)"
+    )
+    p.add_argument(
+        "--durable",
+        action="store_true",
+        help="fsync every commit of the embedded store, so a power cut loses nothing "
+        "committed (default: $AOBC_DURABLE; else a crash of the process loses nothing, "
+        "a power cut may lose the last commits)",
+    )
+
+
+_YES, _NO = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def durable(args: argparse.Namespace) -> bool:
+    """Whether the embedded store fsyncs every commit: `--durable`, or AOBC_DURABLE=1."""
+    if getattr(args, "durable", False):
+        return True
+    raw = os.environ.get("AOBC_DURABLE", "")
+    if raw.strip().lower() in _YES:
+        return True
+    if raw.strip().lower() in _NO:
+        return False
+    raise AobcError(
+        [
+            Diagnostic.error(
+                ec.STORE_CONFIG,
+                f"AOBC_DURABLE is {raw!r}: say 1, true, yes or on, or 0, false, no or off",
+            )
+        ]
     )
 
 
@@ -60,7 +92,7 @@ def open_stores(args: argparse.Namespace) -> Any:
     from aobc.runtime.stores.embedded import EmbeddedStores
 
     directory = store_dir(args)
-    es = EmbeddedStores.open(directory)
+    es = EmbeddedStores.open(directory, durable=durable(args))
     return Stores(events=es.events, cas=es.cas, dir=directory, extra={"embedded": es})
 
 

@@ -39,7 +39,9 @@ def restart(server: Server, tmp: Path, sig: int, env: dict[str, str]) -> Server:
 
 def test_runs_carry_on_after_the_server_restarts(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox.jsonl"
-    env = {"APIFNS_OUTBOX": str(outbox)}
+    # On a durable store (every commit fsynced, runs started together committed together),
+    # as an operator would run it where a power cut must lose nothing.
+    env = {"APIFNS_OUTBOX": str(outbox), "AOBC_DURABLE": "1"}
     server = start(tmp_path / "store", tmp_path / "tokens.toml", env=env)
     try:
         with server.client() as c:

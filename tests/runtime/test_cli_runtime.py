@@ -192,3 +192,32 @@ def test_errors_are_clear_one_liners(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, _, err = run(capsys, "run", str(bad), "--inputs", "[1]", "--store", store)
     assert code == 1
     assert "--inputs must be a JSON object" in err
+
+
+def test_durable_stores_are_asked_for_by_flag_or_environment(
+    tmp_path: Path, wf: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aobc.runtime.stores import embedded
+
+    opened: list[bool] = []
+    real_open = embedded.EmbeddedStores.open
+
+    def spy(store_dir: Path, *, durable: bool = False) -> embedded.EmbeddedStores:
+        opened.append(durable)
+        stores = real_open(store_dir, durable=durable)
+        assert getattr(stores.events, "durable", None) is durable  # what SQLite was told
+        return stores
+
+    monkeypatch.setattr(embedded.EmbeddedStores, "open", staticmethod(spy))
+    store = str(tmp_path / "store")
+    common = ["--store", store, "--no-wait", "--path", str(HERE)]
+    assert run(capsys, "run", str(wf), "--durable", *common)[0] == 0
+    monkeypatch.setenv("AOBC_DURABLE", "yes")
+    assert run(capsys, "run", str(wf), *common)[0] == 0
+    monkeypatch.setenv("AOBC_DURABLE", "0")
+    assert run(capsys, "run", str(wf), *common)[0] == 0
+    assert opened == [True, True, False]
+    monkeypatch.setenv("AOBC_DURABLE", "maybe")
+    code, out, err = run(capsys, "run", str(wf), *common)
+    assert code == 1 and opened == [True, True, False]  # refused before opening anything
+    assert "AOBC_DURABLE is 'maybe'" in err and "[store-config]" in err
