@@ -218,6 +218,6 @@ def test_durable_stores_are_asked_for_by_flag_or_environment(
     assert run(capsys, "run", str(wf), *common)[0] == 0
     assert opened == [True, True, False]
     monkeypatch.setenv("AOBC_DURABLE", "maybe")
-    code, out, err = run(capsys, "run", str(wf), *common)
+    code, _out, err = run(capsys, "run", str(wf), *common)
     assert code == 1 and opened == [True, True, False]  # refused before opening anything
     assert "AOBC_DURABLE is 'maybe'" in err and "[store-config]" in err
