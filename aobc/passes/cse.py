@@ -49,12 +49,15 @@ Cache marks that name the duplicate are renamed to the kept node.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from aobc.backend.serialize import node_document
 from aobc.canonical import canonical_bytes
+from aobc.expr.ast import root_names
 from aobc.ir import (
     AgentNode,
     ApprovalNode,
@@ -67,7 +70,7 @@ from aobc.ir import (
     walk_nodes,
 )
 from aobc.ir.reach import ELSE_LABEL
-from aobc.ir.reads import passes_predecessor_outputs
+from aobc.ir.reads import cached_expr, passes_predecessor_outputs
 from aobc.passes.analysis import gated_by
 from aobc.passes.base import Pass, PassContext
 from aobc.passes.subst import ref, subst_expr_text
@@ -279,31 +282,147 @@ def _resumable(
     new_graph: Graph,
     stop: tuple[int, Buckets],
     docs: DocCache,
+    ends: set[str],
 ) -> tuple[int, Buckets] | None:
-    """Where the next scan may start after a merge found at position `j` of `old`: at `j`,
-    with the buckets the last scan built, when no node before `j` changed in a way that could
-    change a decision there; else None (scan from the start).
+    """Where the next scan may start after a merge found at position `j` of `old`, with the
+    buckets of the nodes before that position; None: scan from the start.
 
     The scan before the merge found nothing to merge before `j`. A node there keeps its
-    decisions when it is the same object (its document is unchanged), with the same incoming
-    edges (its control key), and either the same outgoing edges or no other node in its
-    bucket (its outgoing edges matter only to a pair it belongs to: `_successor_blocker`,
-    `_moved_edges`). Then the next scan would decide exactly as the last one up to `j`, and
-    the duplicate that was at `j` is gone, so it may start there."""
+    decisions when it is the same object (its document is unchanged) with the same incoming
+    edges (its control key), so a replaced node or changed incoming edges before `j` mean
+    starting again. Outgoing edges matter only to the pairs of a node's bucket
+    (`_successor_blocker`, `_moved_edges`), and the first of those is decided when the scan
+    reaches the bucket's second node. So when only outgoing edges changed, the scan may
+    start at the earliest such second node of a bucket with a changed node (or at `j` when
+    there is none), with the buckets cut down to the nodes before it: the next scan then
+    decides exactly as one from the start would, up to where it starts. `ends`: the nodes
+    whose edges the merge may have changed (`_changed_ends`); no other node's did."""
     j, buckets = stop
-    for i in range(j):
-        a, b = old.nodes[i], new.nodes[i]
-        if a is not b:
-            return None
-        if old_graph.nodes.get(a.id) is not a:
-            continue  # a repeated id: skipped by every scan alike
-        if tuple(old_graph.preds.get(a.id, ())) != tuple(new_graph.preds.get(a.id, ())):
-            return None
-        if tuple(old_graph.succs.get(a.id, ())) != tuple(new_graph.succs.get(a.id, ())):
-            k = _keys(a, new_graph, docs)
-            if len(buckets.get((k.full, k.control), ())) > 1:
+    if any(map(operator.is_not, old.nodes[:j], new.nodes[:j])):
+        return None
+    first = j
+    for nid in ends:
+        a = old_graph.nodes.get(nid)
+        if a is None or new_graph.nodes.get(nid) is not a:
+            continue  # gone (the duplicate), or not a node before j (checked below)
+        if tuple(old_graph.preds.get(nid, ())) != tuple(new_graph.preds.get(nid, ())):
+            if _position(old, a, j) is not None:
                 return None
-    return stop
+            continue
+        if tuple(old_graph.succs.get(nid, ())) != tuple(new_graph.succs.get(nid, ())):
+            at = _position(old, a, j)
+            if at is None:
+                continue
+            k = _keys(a, new_graph, docs)
+            bucket = buckets.get((k.full, k.control), [])
+            if len(bucket) > 1:
+                second = _position(old, old_graph.nodes[bucket[1]], j)
+                assert second is not None  # buckets hold only nodes before j
+                first = min(first, second)
+    if first == j:
+        return stop
+    before = {n.id for n in old.nodes[:first]}
+    cut = {key: [x for x in ids if x in before] for key, ids in buckets.items()}
+    return first, {key: ids for key, ids in cut.items() if ids}
+
+
+def _changed_ends(
+    old: Workflow, old_graph: Graph, keep: str, dup: str, moved: Iterable[Edge]
+) -> set[str]:
+    """The nodes whose edge lists `merge(old, keep, dup, moved)` changes, at least: the ends
+    of the edges it adds (the moved ones, from `keep`), removes (the duplicate's) or
+    replaces (those whose guard reads the duplicate). Every other node has the same edges,
+    in the same order."""
+    ends = {keep, dup}
+    ends.update(e.dst for e in moved)
+    ends.update(e.src for e in old_graph.preds.get(dup, ()))
+    ends.update(e.dst for e in old_graph.succs.get(dup, ()))
+    for e in itertools.compress(old.edges, map(_GUARD, old.edges)):  # builtins only
+        if dup in root_names(cached_expr(e.when)):
+            ends.update((e.src, e.dst))
+    return ends
+
+
+_GUARD = operator.attrgetter("when")
+
+
+def _next_graph(
+    old: Workflow,
+    graph: Graph,
+    new: Workflow,
+    dup: str,
+    j: int,
+    moved: list[Edge],
+    ends: set[str],
+) -> Graph:
+    """`Graph.of(new)`, where `new` is what `merge` made of `old` (whose graph is `graph` and
+    whose node `j` is the duplicate): the old graph with only what changed changed, instead
+    of every list built again after every merge. The duplicate and its edges are gone, the
+    replaced nodes and edges are where they were, the moved edges come last. Anything else
+    (a repeated id, an edge to no node) and the graph is built from scratch."""
+    removed = [*graph.preds[dup], *graph.succs[dup]]
+    gone = sorted({_index(old.edges, e) for e in removed}, key=lambda at: -1 if at is None else at)
+    if (
+        len(graph.nodes) != len(old.nodes)
+        or len(new.nodes) != len(old.nodes) - 1
+        or len(new.edges) != len(old.edges) - len(gone) + len(moved)
+        or (gone and gone[0] is None)
+    ):
+        return Graph.of(new)
+    nodes = dict(graph.nodes)
+    del nodes[dup]
+    head = map(operator.is_not, old.nodes[:j], new.nodes[:j])
+    tail = map(operator.is_not, old.nodes[j + 1 :], new.nodes[j:])
+    for at in [
+        *itertools.compress(itertools.count(), head),
+        *itertools.compress(itertools.count(j), tail),
+    ]:
+        if new.nodes[at].id not in nodes:
+            return Graph.of(new)  # a node renamed: the general case
+        nodes[new.nodes[at].id] = new.nodes[at]
+    # The old edges but the duplicate's, in order, line up with the new ones but the moved.
+    kept: list[Edge] = []
+    start = 0
+    for cut in gone:
+        assert cut is not None
+        kept.extend(old.edges[start:cut])
+        start = cut + 1
+    kept.extend(old.edges[start:])
+    added = new.edges[len(kept) :]
+    if not all(map(operator.is_, added, moved)):
+        return Graph.of(new)
+    differ = map(operator.is_not, kept, new.edges[: len(kept)])
+    swapped = [(kept[at], new.edges[at]) for at in itertools.compress(itertools.count(), differ)]
+    if any((a.src, a.dst) != (b.src, b.dst) for a, b in swapped):
+        return Graph.of(new)  # not a replacement in place: the general case
+    instead = {id(a): b for a, b in swapped}
+    dead = {id(e) for e in removed}
+    touched = set(ends)
+    for e in [*removed, *added, *(b for _, b in swapped)]:
+        touched.update((e.src, e.dst))
+    succs, preds = dict(graph.succs), dict(graph.preds)
+    del succs[dup], preds[dup]
+    for nid in touched & nodes.keys():
+        for table, side in ((succs, "src"), (preds, "dst")):
+            now = [instead.get(id(e), e) for e in table[nid] if id(e) not in dead]
+            now += [
+                e for e in added if getattr(e, side) == nid and e.src in nodes and e.dst in nodes
+            ]
+            table[nid] = now
+    return Graph(nodes, succs, preds)
+
+
+def _index(edges: tuple[Edge, ...], edge: Edge) -> int | None:
+    """The index of this very `edge` in `edges`, or None (by identity, with builtins only)."""
+    same = map(operator.is_, edges, itertools.repeat(edge))
+    return next(itertools.compress(itertools.count(), same), None)
+
+
+def _position(wf: Workflow, node: Node, j: int) -> int | None:
+    """The index of this very `node` among the first `j` nodes of `wf`, or None. (By
+    identity, with builtins only: `index` would call the dataclass's `__eq__` on each.)"""
+    same = map(operator.is_, wf.nodes[:j], itertools.repeat(node))
+    return next(itertools.compress(itertools.count(), same), None)
 
 
 def _rename_cache_keys(wf: Workflow, ctx: PassContext, dup: str, keep: str) -> Workflow:
@@ -317,7 +436,8 @@ def _rename_cache_keys(wf: Workflow, ctx: PassContext, dup: str, keep: str) -> W
 
 
 def merge(wf: Workflow, ctx: PassContext, keep: str, dup: str, moved: Iterable[Edge]) -> Workflow:
-    """Make every use of `dup` a use of `keep`, then remove `dup`."""
+    """Make every use of `dup` a use of `keep`, then remove `dup`. (`_changed_ends` knows
+    which edges this touches: keep the two in step.)"""
     wf = ctx.rewriter.rewrite_reads(wf, {dup: ref(keep)})
     wf = _rename_cache_keys(wf, ctx, dup, keep)
     for e in moved:
@@ -352,9 +472,10 @@ class CsePass(Pass):
                 node.loc,
             )
             ctx.count("nodes-merged")
-            graph = Graph.of(wf)
             assert scan.stop is not None
-            resume = _resumable(before, scan.graph, wf, graph, scan.stop, docs)
+            ends = _changed_ends(before, scan.graph, keep, dup, moved)
+            graph = _next_graph(before, scan.graph, wf, dup, scan.stop[0], moved, ends)
+            resume = _resumable(before, scan.graph, wf, graph, scan.stop, docs, ends)
             scan = _scan(wf, docs, collect=False, graph=graph, resume=resume)
         scan = _scan(wf, docs, collect=True)
         assert scan.merge is None  # the same workflow, the same decisions

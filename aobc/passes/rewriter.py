@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import itertools
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from aobc.backend.serialize import edge_document, node_document
 from aobc.expr.ast import Expr
@@ -22,6 +24,15 @@ def _node_index(wf: Workflow, node_id: str) -> int:
         if n.id == node_id:
             return i
     raise KeyError(f"no node {node_id!r}")
+
+
+_ID = operator.attrgetter("id")
+_SRC = operator.attrgetter("src")
+_DST = operator.attrgetter("dst")
+
+
+def _same(values: Iterable[str], value: str) -> Iterator[bool]:
+    return map(operator.eq, values, itertools.repeat(value))
 
 
 def contains_sorted(ordered: list[int], i: int) -> bool:
@@ -67,8 +78,27 @@ class Rewriter:
         return dataclasses.replace(wf, nodes=(*wf.nodes, node))
 
     def remove_node(self, wf: Workflow, node_id: str) -> Workflow:
-        """Remove a node and every edge that touches it."""
-        return self.remove_nodes(wf, (node_id,))
+        """Remove a node and every edge that touches it (the first node with that id)."""
+        ids = list(map(_ID, wf.nodes))
+        if node_id not in ids:
+            return self._remove_one(wf, node_id)  # which says so, as it always did
+        # With builtins only: a pass may remove a node of a large workflow per step.
+        edges = wf.edges
+        touching = map(
+            operator.or_, _same(map(_SRC, edges), node_id), _same(map(_DST, edges), node_id)
+        )
+        doomed = list(itertools.compress(itertools.count(), touching))
+        for k in reversed(doomed):
+            self.ops.append(PatchOp("remove", f"/edges/{k}"))
+        i = ids.index(node_id)
+        self.ops.append(PatchOp("remove", f"/nodes/{i}"))
+        kept: list[Edge] = []
+        start = 0
+        for k in doomed:
+            kept.extend(edges[start:k])
+            start = k + 1
+        kept.extend(edges[start:])
+        return dataclasses.replace(wf, nodes=wf.nodes[:i] + wf.nodes[i + 1 :], edges=tuple(kept))
 
     def remove_nodes(self, wf: Workflow, node_ids: Sequence[str]) -> Workflow:
         """`remove_node` for each id in turn: the same operations (each node's edges, highest

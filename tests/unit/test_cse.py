@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
@@ -402,3 +403,74 @@ def test_conditions_with_else_branches_merge_only_on_the_same_labels() -> None:
     assert 'would change their "else" branches' in missed(remarks)[0]
     wf, _ = cse(src % "false")
     assert ids(wf) == ["c1", "a", "b"]
+
+
+def _cse_trace(wf: Workflow) -> tuple[Workflow, list[Any], list[Remark]]:
+    ctx = PassContext(DiagnosticEngine())
+    out = CsePass().run(wf, ctx)
+    return out, list(ctx.rewriter.ops), list(ctx.remarks)
+
+
+@given(st.randoms(use_true_random=False), st.integers(20, 150), st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_a_scan_resumed_after_a_merge_decides_as_one_from_the_start(
+    rng: random.Random, n: int, twins: bool
+) -> None:
+    """The fixpoint resumes each scan where the last merge cannot have changed a decision
+    (`_resumable`); scanning from the start every time must give the same patch, remark for
+    remark."""
+    from unittest import mock
+
+    import aobc.passes.cse as cse_module
+
+    wf = with_duplicates(rng, n) if twins else random_workflow(rng, n)
+    resumed = _cse_trace(wf)
+    with mock.patch.object(cse_module, "_resumable", return_value=None):
+        assert _cse_trace(wf) == resumed
+
+
+def test_resumed_scans_are_exercised() -> None:
+    # So that the property above is not vacuous: merges whose scan resumes part-way happen.
+    import aobc.passes.cse as cse_module
+
+    seen = {"at j": 0, "earlier": 0, "from the start": 0}
+    real = cse_module._resumable
+
+    def spy(*args: Any) -> Any:
+        got = real(*args)
+        j = args[4][0]
+        seen["from the start" if got is None else ("at j" if got[0] == j else "earlier")] += 1
+        return got
+
+    from unittest import mock
+
+    with mock.patch.object(cse_module, "_resumable", spy):
+        for seed in range(30):
+            _cse_trace(random_workflow(random.Random(seed), 200))
+    assert seen["at j"] > 0 and seen["earlier"] > 0, seen
+
+
+@given(st.randoms(use_true_random=False), st.integers(20, 150), st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_the_graph_after_a_merge_is_the_graph_of_the_merged_workflow(
+    rng: random.Random, n: int, twins: bool
+) -> None:
+    """cse updates its graph after each merge (`_next_graph`) instead of building it again:
+    the same nodes, edge lists and order as `Graph.of`."""
+    from unittest import mock
+
+    import aobc.passes.cse as cse_module
+    from aobc.ir import Graph
+
+    real = cse_module._next_graph
+
+    def check(old: Any, graph: Any, new: Any, *rest: Any) -> Any:
+        got = real(old, graph, new, *rest)
+        want = Graph.of(new)
+        for table in ("nodes", "succs", "preds"):
+            assert list(getattr(got, table).items()) == list(getattr(want, table).items())
+        return got
+
+    wf = with_duplicates(rng, n) if twins else random_workflow(rng, n)
+    with mock.patch.object(cse_module, "_next_graph", check):
+        _cse_trace(wf)

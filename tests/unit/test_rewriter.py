@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,3 +55,23 @@ def test_repeated_ids_are_removed_in_turn() -> None:
     wf = dataclasses.replace(wf, nodes=(*wf.nodes, twin))
     ids = [wf.nodes[2].id, wf.nodes[2].id, wf.nodes[0].id]
     assert at_once(wf, ids) == in_turn(wf, ids)
+
+
+@settings(max_examples=100)
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 40), data=st.data())
+def test_removing_one_node_records_what_it_always_did(
+    seed: int, n: int, data: st.DataObject
+) -> None:
+    wf = random_workflow(random.Random(seed), n)
+    if data.draw(st.booleans()):
+        wf = dataclasses.replace(wf, nodes=(*wf.nodes, wf.nodes[-1]))  # a repeated id
+    nid = data.draw(st.sampled_from([node.id for node in wf.nodes]))
+    fast, slow = Rewriter(), Rewriter()
+    assert fast.remove_node(wf, nid) == slow._remove_one(wf, nid)
+    assert fast.ops == slow.ops
+
+
+def test_removing_an_unknown_node_fails_as_it_always_did() -> None:
+    wf = random_workflow(random.Random(3), 5)
+    with pytest.raises(KeyError, match="no node 'nope'"):
+        Rewriter().remove_node(wf, "nope")
