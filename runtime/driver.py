@@ -44,7 +44,7 @@ from aobc.runtime.executors.function import NodeContext, call_sync
 from aobc.runtime.routing import Plan, rebuild
 from aobc.runtime.state import RunState
 from aobc.runtime.stores.base import Conflict, Event
-from aobc.runtime.values import ValueError_, Values, check_json
+from aobc.runtime.values import SMALL, ValueError_, Values, check_json
 
 if TYPE_CHECKING:
     from aobc.runtime.engine import Engine
@@ -154,10 +154,21 @@ def succeeded_json(digest: str, outputs: bytes) -> str:
     """The canonical JSON of `run.succeeded`'s data, {"outputs": digest, "value": value},
     from the value's canonical JSON `outputs`: what `canonical_bytes` gives for the data
     (keys sorted, no spaces), without encoding the value a second time."""
+    hit = _SUCCEEDED.get(digest)
+    if hit is not None and hit[0] == outputs:
+        return hit[1]
     # A digest is hex: letters and digits need no escaping (`encode_basestring` would
     # escape quotes, backslashes and control characters only).
     quoted = f'"{digest}"' if digest.isalnum() else encode_basestring(digest)
-    return f'{{"outputs":{quoted},"value":{outputs.decode("utf-8")}}}'
+    text = f'{{"outputs":{quoted},"value":{outputs.decode("utf-8")}}}'
+    if len(outputs) <= SMALL:  # runs of one workflow often end with the same small outputs
+        if len(_SUCCEEDED) >= 4096:
+            _SUCCEEDED.clear()  # (clear, not evict one: safe with threads, and rare)
+        _SUCCEEDED[digest] = (outputs, text)
+    return text
+
+
+_SUCCEEDED: dict[str, tuple[bytes, str]] = {}  # by digest, for small outputs: (them, the text)
 
 
 def ending(

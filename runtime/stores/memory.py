@@ -180,8 +180,10 @@ class MemoryEventLog:
         event comes with its data's canonical JSON (`aobc.canonical`), stored as given, or
         None for the log to encode the data."""
         now = time.time()
-        stored = [(t, _encoded(data)[0] if text is None else text, now) for t, data, text in events]
-        record, labels = self._labels(record)
+        stored = []
+        for t, data, text in events:  # (a loop: a comprehension costs a call in 3.11)
+            stored.append((t, _encoded(data)[0] if text is None else text, now))
+        record, labels = self._labels(record) if record.labels else (record, "{}")
         with self._lock:
             self._add_finished(record, labels, stored)
 
