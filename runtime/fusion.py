@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
-from aobc.backend.fuse import Candidate, Region, regions
+from aobc.backend.fuse import JOIN_ALL, Candidate, Region, regions
 from aobc.runtime import core
-from aobc.runtime.execir import E_PURE, K_FUNCTION, ExecIR
+from aobc.runtime.execir import E_PURE, J_ALL, K_FUNCTION, K_JOIN, ExecIR
 from aobc.runtime.values import ValueError_
 
 if TYPE_CHECKING:
@@ -143,8 +143,13 @@ class Fusion:
 def fusable(engine: Engine, ir: ExecIR, i: int) -> Candidate | None:
     """Node i as a fusion candidate: a pure synchronous function the engine calls inline
     with its predecessors' outputs (no `args`, no retries, not cache-marked), taking its
-    inputs or nothing (a function that wants its context runs on its own)."""
+    inputs or nothing (a function that wants its context runs on its own); or a `join all`.
+    (A region runs only once every input from outside is done, so all of a join's inputs
+    ran: its output is all of them, as the interpreter's would be. `any` and `n` joins fire
+    on what has run so far, which a region does not model.)"""
     node = ir.nodes[i]
+    if node.kind == K_JOIN and node.join_mode == J_ALL:
+        return JOIN_ALL
     if node.kind != K_FUNCTION or node.effect != E_PURE or node.max_attempts > 1:
         return None
     cfg = ir.consts[node.config]

@@ -8,8 +8,9 @@ no status check. That is cheaper than even a plain loop over the same functions.
 
 A region is a set of nodes the runtime may run as one call:
 - every member is a function the engine may call inline (the caller says which and with
-  how many arguments, `arity`), and none has a labelled or guarded outgoing edge, so every
-  edge out of a member is taken when it succeeds;
+  how many arguments, `arity`) or a `join all` (whose output, once every input ran, is
+  its inputs by id), and none has a labelled or guarded outgoing edge, so every edge out
+  of a member is taken when it succeeds;
 - it is convex: no path leaves it and comes back. So once every outside input is done, the
   whole region can run at once, in topological order, with nothing else in between.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from aobc.runtime.execir import ExecIR
 
@@ -46,10 +48,14 @@ class Region:
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A node that may be fused: its function reference and how many arguments it takes
-    (1: its inputs dict; 0: nothing)."""
+    (1: its inputs dict; 0: nothing), or no function for a `join all` (`JOIN_ALL`), whose
+    output is exactly the inputs dict a function would be given."""
 
-    fn: str
+    fn: str | None
     arity: int
+
+
+JOIN_ALL: Final = Candidate(None, 1)
 
 
 def regions(
@@ -155,7 +161,7 @@ def _region(ir: ExecIR, members: list[int], cands: list[Candidate | None]) -> Re
     for m in members:
         c = cands[m]
         assert c is not None
-        if c.fn not in fns:
+        if c.fn is not None and c.fn not in fns:
             fns.append(c.fn)
     source = emit(ir, members, cands, fns)
     return Region(tuple(members), tuple(roots), tuple(inputs), tuple(fns), source)
@@ -166,17 +172,21 @@ def emit(ir: ExecIR, members: list[int], cands: list[Candidate | None], fns: lis
     inside = set(members)
     slot = {fn: k for k, fn in enumerate(fns)}
     lines = ["def fused(V, F):"]
-    lines.append("    " + ", ".join(f"f{k}" for k in range(len(fns))) + ", = F")
+    if fns:  # (a region of joins only calls nothing)
+        lines.append("    " + ", ".join(f"f{k}" for k in range(len(fns))) + ", = F")
     for p in sorted({p for m in members for p in ir.predecessors(m) if p not in inside}):
         lines.append(f"    v{p} = V[{p}]")
     for m in members:
         c = cands[m]
         assert c is not None
+        items = ", ".join(f"{ir.nodes[p].id!r}: v{p}" for p in ir.predecessors(m))
+        if c.fn is None:  # a join: its inputs, by id (every one of them ran)
+            lines.append(f"    v{m} = {{{items}}}")
+            continue
         call = f"f{slot[c.fn]}"
         if c.arity == 0:
             lines.append(f"    v{m} = {call}()")
             continue
-        items = ", ".join(f"{ir.nodes[p].id!r}: v{p}" for p in ir.predecessors(m))
         lines.append(f"    v{m} = {call}({{{items}}})")
     # Outputs are stored at the end: a function that raises leaves V as it was, and the
     # interpreter runs the region node by node to say which node failed. A run of

@@ -228,6 +228,89 @@ def test_a_fused_run_logs_what_an_unfused_run_logs(harness: Harness, mode: str) 
         assert {"a", "b", "c", "yes", "yes2"} <= done
 
 
+def _diamond(join: JoinMode) -> Workflow:
+    """a -> (b, c) -> j -> d, j a join of the given mode between pure functions."""
+    step = "wf_functions:step"
+    return Workflow(
+        name="diamond",
+        nodes=(
+            FunctionNode(id="a", effect=Effect.PURE, fn=step),
+            FunctionNode(id="b", effect=Effect.PURE, fn=step),
+            FunctionNode(id="c", effect=Effect.PURE, fn=step),
+            JoinNode(id="j", effect=Effect.PURE, mode=join),
+            FunctionNode(id="d", effect=Effect.PURE, fn=step),
+        ),
+        edges=tuple(
+            Edge(src=x, dst=y)
+            for x, y in [("a", "b"), ("a", "c"), ("b", "j"), ("c", "j"), ("j", "d")]
+        ),
+        outputs=(OutputDecl(name="out", expr="d"), OutputDecl(name="both", expr="j")),
+    )
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_a_join_all_is_fused_with_the_functions_around_it(harness: Harness, mode: str) -> None:
+    wf = _diamond(JoinMode.ALL)
+    engine = harness.engine(mode=mode)
+    ir = lower(wf)
+    engine.store_ir(ir, "diamond")
+    fusion = engine.fusion(ir)
+    assert fusion is not None and fusion.whole is not None  # one region: the whole graph
+    assert "{'b': v1, 'c': v2}" in fusion.whole.region.source  # the join, as a literal
+    plain, plain_events = _run(harness, wf, mode=mode, fuse=False)
+    fused, fused_events = _run(harness, wf, mode=mode, fuse=True)
+    assert plain.status == fused.status == "succeeded"
+    assert fused.outputs == plain.outputs and set(fused.outputs["both"]) == {"b", "c"}
+    assert sorted(map(repr, fused_events)) == sorted(map(repr, plain_events))
+
+
+def test_joins_of_other_modes_are_not_fused() -> None:
+    from aobc.runtime.fusion import fusable
+
+    for join in (JoinMode.ANY, JoinMode.N_OF_M):
+        wf = _diamond(join)
+        if join is JoinMode.N_OF_M:
+            nodes = tuple(
+                JoinNode(id="j", effect=Effect.PURE, mode=join, n=1) if n.id == "j" else n
+                for n in wf.nodes
+            )
+            wf = Workflow(name=wf.name, nodes=nodes, edges=wf.edges, outputs=wf.outputs)
+        ir = lower(wf)
+        engine = Engine(Stores(EmbeddedStores.memory().events, EmbeddedStores.memory().cas))
+        j = [n.id for n in ir.nodes].index("j")
+        assert fusable(engine, ir, j) is None
+
+
+def test_a_region_of_joins_only_calls_nothing() -> None:
+    # An effect feeds two joins in a row: the joins form a region with no function in it.
+    wf = Workflow(
+        name="joins",
+        nodes=(
+            FunctionNode(id="e", effect=Effect.EFFECTFUL, fn="wf_functions:inc"),
+            FunctionNode(id="f", effect=Effect.EFFECTFUL, fn="wf_functions:inc"),
+            JoinNode(id="j1", effect=Effect.PURE, mode=JoinMode.ALL),
+            JoinNode(id="j2", effect=Effect.PURE, mode=JoinMode.ALL),
+        ),
+        edges=(
+            Edge(src="e", dst="j1"),
+            Edge(src="f", dst="j1"),
+            Edge(src="j1", dst="j2"),
+            Edge(src="f", dst="j2"),
+        ),
+    )
+    ir = lower(wf)
+    from aobc.backend.fuse import JOIN_ALL
+
+    (region,) = regions(ir, lambda i: JOIN_ALL if ir.nodes[i].id.startswith("j") else None)
+    assert region.fns == ()
+    namespace: dict[str, Any] = {}
+    exec(compile(region.source, "<fused>", "exec"), namespace)
+    values: list[Any] = [{"x": 1}, {"y": 2}, None, None]
+    namespace["fused"](values, ())
+    assert values[2] == {"e": {"x": 1}, "f": {"y": 2}}
+    assert values[3] == {"j1": values[2], "f": {"y": 2}}
+
+
 def test_a_failing_member_is_named_as_without_fusion(harness: Harness) -> None:
     wf = _wf(4, [(0, 1), (1, 2), (2, 3)], fns={2: "wf_functions:boom"})
     for mode in ("fast", "full"):
