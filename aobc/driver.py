@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aobc import collector
 from aobc.diagnostics import Diagnostic
 from aobc.errors import AobcError
 from aobc.frontend import Loaded, load
@@ -115,8 +116,9 @@ def compile_file(
 ) -> Compilation:
     """Materialize, then run the pass pipeline. Pipeline problems end up in `diagnostics`."""
     pipe = PassPipeline.parse(pipeline)  # before anything runs: unknown passes fail fast
-    comp = materialize_file(path, patch_paths, policy, rollback)
-    comp.result = pipe.run(comp.overlay, policy, options or PipelineOptions())
+    with collector.paused():
+        comp = materialize_file(path, patch_paths, policy, rollback)
+        comp.result = pipe.run(comp.overlay, policy, options or PipelineOptions())
     comp.diagnostics.extend(comp.result.diagnostics)
     return comp
 
@@ -131,9 +133,10 @@ def compile_source(
     from aobc.frontend import load_source
 
     pipe = PassPipeline.parse(pipeline)
-    loaded = load_source(src, policy)
-    comp = Compilation(loaded, [], Overlay(loaded.workflow, policy))
-    comp.diagnostics.extend(loaded.warnings)
-    comp.result = pipe.run(comp.overlay, policy, options or PipelineOptions())
+    with collector.paused():
+        loaded = load_source(src, policy)
+        comp = Compilation(loaded, [], Overlay(loaded.workflow, policy))
+        comp.diagnostics.extend(loaded.warnings)
+        comp.result = pipe.run(comp.overlay, policy, options or PipelineOptions())
     comp.diagnostics.extend(comp.result.diagnostics)
     return comp

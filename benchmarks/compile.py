@@ -9,31 +9,25 @@ from collections.abc import Callable
 from aobc.backend.aobir import encode
 from aobc.backend.lower import LowerCache, lower
 from aobc.driver import compile_source
-from aobc.frontend import load_text
 from aobc.frontend.jsonpatch import PatchOp
 from aobc.frontend.overlay import Overlay
 from aobc.frontend.patchfile import Patch
 from aobc.passes.pipeline import PRESETS
-from aobc.passes.verify import verify
-from aobc.policy import DEFAULT_POLICY
 from aobc.source import SourceFile
 from benchmarks.workloads import dsl_text, json_text, workflow
 
 
-def compile_text(text: str, name: str) -> bytes:
-    """Parse, schema-check, verify and lower one workflow; the bytes of its .aobir."""
-    wf = load_text(text, name)
-    errors = [d for d in verify(wf, DEFAULT_POLICY) if d.is_error]
-    assert not errors, errors[0].message
-    return encode(lower(wf))
+def compile_text(text: str, name: str, level: str = "O0") -> bytes:
+    """What `aobc compile -O0` does (or at `level`): parse, schema-check, verify through an
+    overlay, run the preset's passes, lower; the bytes of its .aobir."""
+    comp = compile_source(SourceFile.of(name, text), PRESETS[level])
+    assert comp.ok, [d.message for d in comp.diagnostics if d.is_error]
+    return encode(lower(comp.workflow))
 
 
 def compile_optimized(text: str, name: str) -> bytes:
-    """What `aobc compile` does by default (-O1: verify, prune-dead, cse, prune-dead,
-    verify), then lowering: the bytes of its .aobir."""
-    comp = compile_source(SourceFile.of(name, text), PRESETS["O1"])
-    assert comp.ok, [d.message for d in comp.diagnostics if d.is_error]
-    return encode(lower(comp.workflow))
+    """`aobc compile` at its default, -O1 (verify, prune-dead, cse, prune-dead, verify)."""
+    return compile_text(text, name, "O1")
 
 
 class Recompile:

@@ -13,17 +13,15 @@ fails.
 
 from __future__ import annotations
 
-import gc
 import time
 import traceback
 import typing
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from aobc import __version__
+from aobc import __version__, collector
 from aobc import errorcodes as ec
 from aobc.backend.serialize import to_document
 from aobc.canonical import canonical_bytes, pretty, sha256_hex
@@ -155,31 +153,12 @@ class PassPipeline:
     ) -> PipelineResult:
         result = PipelineResult(overlay)
         runner = _Runner(self, policy, options, result, overlay.head.workflow)
-        with _collector_paused():
+        with collector.paused():
             try:
                 runner.items(self.built)
             except _Stop:
                 pass
         return result
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while passes run (as mypy does while it builds).
-
-    Passes allocate many objects that live for a while (graphs of every rewrite, cached
-    documents), and each allocation burst triggers collections that walk the whole heap
-    again: on a 10,000-node workflow, cse spent more than half its time in the collector.
-    What passes drop is almost all freed by reference counting; the cycles among it wait for
-    the next collection after the run. (A pipeline running in another thread may re-enable it
-    early, which costs only speed.)"""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _max_iterations(item: FixpointSpec, diags: list[Diagnostic]) -> int:
