@@ -65,12 +65,13 @@ from aobc.ir import (
     Effect,
     FrozenDict,
     Graph,
+    MapNode,
     Node,
     Workflow,
     walk_nodes,
 )
 from aobc.ir.reach import ELSE_LABEL
-from aobc.ir.reads import cached_expr, passes_predecessor_outputs
+from aobc.ir.reads import cached_expr, frozen_node_reads, passes_predecessor_outputs
 from aobc.passes.analysis import gated_by
 from aobc.passes.base import Pass, PassContext
 from aobc.passes.subst import ref, subst_expr_text
@@ -92,26 +93,33 @@ class _Keys:
     control: Control  # incoming edges: (source, label, guard)
 
 
-#: Per node identity: the node, its two document keys, the incoming edges its control key
-#: was computed from, and that key.
-DocCache = dict[int, tuple[Node, bytes, bytes, tuple[Edge, ...], Control]]
+#: Per node identity: the node, the incoming edge list its keys were made from (the graph's
+#: own list object), and the keys.
+DocCache = dict[int, tuple[Node, "list[Edge] | tuple[()]", _Keys]]
 
 
 def _keys(n: Node, graph: Graph, docs: DocCache) -> _Keys:
-    # Nodes a merge does not touch keep their identity, and so do edges, so the fixpoint loop
-    # encodes each document once and sorts each node's incoming edges again only when they
-    # changed (tuple equality checks identity first, so the check is cheap).
-    preds = tuple(graph.preds.get(n.id, ()))
+    # Nodes a merge does not touch keep their identity, and the graph of the next merge keeps
+    # their very edge lists (`_next_graph`), so the fixpoint loop encodes each document once
+    # and sorts a node's incoming edges again only when they changed: most calls are two
+    # identity checks, returning the keys made before.
+    preds = graph.preds.get(n.id, ())
     hit = docs.get(id(n))
-    if hit is None or hit[0] is not n:
+    if hit is not None and hit[0] is n and hit[1] is preds:
+        return hit[2]
+    if hit is not None and hit[0] is n:
+        full, core = hit[2].full, hit[2].core
+        if list(hit[1]) == list(preds):  # other lists, the same edges (a graph built anew)
+            docs[id(n)] = (n, preds, hit[2])
+            return hit[2]
+    else:
         doc = node_document(n, with_id=False)
-        core = {k: v for k, v in doc.items() if k not in POLICY_FIELDS}
-        hit = (n, canonical_bytes(doc), canonical_bytes(core), (), ())
-    if hit[3] != preds or not preds:
-        control = tuple(sorted((e.src, e.label or "", e.when or "") for e in preds))
-        hit = (hit[0], hit[1], hit[2], preds, control)
-    docs[id(n)] = hit
-    return _Keys(hit[1], hit[2], hit[4])
+        full = canonical_bytes(doc)
+        core = canonical_bytes({k: v for k, v in doc.items() if k not in POLICY_FIELDS})
+    control = tuple(sorted((e.src, e.label or "", e.when or "") for e in preds))
+    keys = _Keys(full, core, control)
+    docs[id(n)] = (n, preds, keys)
+    return keys
 
 
 def unmergeable(n: Node) -> tuple[str, str] | None:
@@ -425,8 +433,15 @@ def _position(wf: Workflow, node: Node, j: int) -> int | None:
     return next(itertools.compress(itertools.count(), same), None)
 
 
-def _rename_cache_keys(wf: Workflow, ctx: PassContext, dup: str, keep: str) -> Workflow:
-    for n in list(wf.nodes):
+def _rename_cache_keys(
+    wf: Workflow, ctx: PassContext, dup: str, keep: str, keyed: set[str] | None = None
+) -> Workflow:
+    """Cache keys naming `dup` name `keep` instead. `keyed`: the ids of the only nodes with a
+    cache key, when the caller keeps track."""
+    nodes: Iterable[Node] = list(wf.nodes)
+    if keyed is not None:
+        nodes = [n for n in nodes if n.id in keyed] if keyed else []
+    for n in nodes:
         key = n.cache.get("key") if n.cache is not None else None
         if isinstance(key, tuple | list) and dup in key:
             names = sorted({keep if k == dup else k for k in key})
@@ -435,11 +450,64 @@ def _rename_cache_keys(wf: Workflow, ctx: PassContext, dup: str, keep: str) -> W
     return wf
 
 
-def merge(wf: Workflow, ctx: PassContext, keep: str, dup: str, moved: Iterable[Edge]) -> Workflow:
+class _Uses:
+    """Which nodes read each name, and which have a cache key: the only nodes a merge can
+    rewrite, so that it need not look at every node of a large workflow. Kept up to date
+    merge by merge (`replaced`); None for a workflow with repeated ids."""
+
+    def __init__(self, wf: Workflow) -> None:
+        self.readers: dict[str, set[str]] = {}
+        self.keyed: set[str] = set()
+        for n in wf.nodes:
+            self.add(n)
+
+    @staticmethod
+    def of(wf: Workflow) -> _Uses | None:
+        return _Uses(wf) if len({n.id for n in wf.nodes}) == len(wf.nodes) else None
+
+    def add(self, n: Node) -> None:
+        for name in _reads(n):
+            self.readers.setdefault(name, set()).add(n.id)
+        if n.cache is not None:
+            self.keyed.add(n.id)
+
+    def remove(self, n: Node) -> None:
+        for name in _reads(n):
+            self.readers.get(name, set()).discard(n.id)
+        self.keyed.discard(n.id)
+
+    def replaced(self, old: Graph, new: Graph, ids: Iterable[str], gone: str) -> None:
+        """After a merge: nodes `ids` may have been replaced, and `gone` was removed."""
+        for nid in ids:
+            a, b = old.nodes.get(nid), new.nodes.get(nid)
+            if a is not b:
+                if a is not None:
+                    self.remove(a)
+                if b is not None:
+                    self.add(b)
+        self.remove(old.nodes[gone])
+
+
+def _reads(n: Node) -> frozenset[str]:
+    """What `Rewriter.rewrite_reads` looks for in a node: its reads, and its body's."""
+    if isinstance(n, MapNode):
+        return frozen_node_reads(n) | frozen_node_reads(n.body)
+    return frozen_node_reads(n)
+
+
+def merge(
+    wf: Workflow,
+    ctx: PassContext,
+    keep: str,
+    dup: str,
+    moved: Iterable[Edge],
+    uses: _Uses | None = None,
+) -> Workflow:
     """Make every use of `dup` a use of `keep`, then remove `dup`. (`_changed_ends` knows
     which edges this touches: keep the two in step.)"""
-    wf = ctx.rewriter.rewrite_reads(wf, {dup: ref(keep)})
-    wf = _rename_cache_keys(wf, ctx, dup, keep)
+    readers = None if uses is None else set(uses.readers.get(dup, ()))
+    wf = ctx.rewriter.rewrite_reads(wf, {dup: ref(keep)}, readers)
+    wf = _rename_cache_keys(wf, ctx, dup, keep, None if uses is None else uses.keyed)
     for e in moved:
         wf = ctx.rewriter.add_edge(wf, e)
     return ctx.rewriter.remove_node(wf, dup)
@@ -456,13 +524,15 @@ class CsePass(Pass):
         if Graph.of(wf).topo_order() is None:
             return wf  # verify reports the cycle; nothing here is safe to judge
         docs: DocCache = {}
+        uses = _Uses.of(wf)
         scan = _scan(wf, docs, collect=False)
         while scan.merge is not None:
             keep, dup, moved = scan.merge
             node = scan.graph.nodes[dup]
             kind = node.KIND.value
             before = wf
-            wf = merge(wf, ctx, keep, dup, moved)
+            touched = set() if uses is None else uses.readers.get(dup, set()) | uses.keyed
+            wf = merge(wf, ctx, keep, dup, moved, uses)
             ctx.remark(
                 self.name,
                 "passed",
@@ -475,6 +545,8 @@ class CsePass(Pass):
             assert scan.stop is not None
             ends = _changed_ends(before, scan.graph, keep, dup, moved)
             graph = _next_graph(before, scan.graph, wf, dup, scan.stop[0], moved, ends)
+            if uses is not None:
+                uses.replaced(scan.graph, graph, touched, dup)
             resume = _resumable(before, scan.graph, wf, graph, scan.stop, docs, ends)
             scan = _scan(wf, docs, collect=False, graph=graph, resume=resume)
         scan = _scan(wf, docs, collect=True)

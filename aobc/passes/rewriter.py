@@ -172,16 +172,24 @@ class Rewriter:
         edges[index] = new
         return dataclasses.replace(wf, edges=tuple(edges))
 
-    def rewrite_reads(self, wf: Workflow, names: Mapping[str, Expr]) -> Workflow:
+    def rewrite_reads(
+        self, wf: Workflow, names: Mapping[str, Expr], readers: Iterable[str] | None = None
+    ) -> Workflow:
         """Replace every read of a name in `names` (node outputs) by its expression:
-        in node configs, edge guards and workflow outputs."""
+        in node configs, edge guards and workflow outputs. `readers`: the ids of the only
+        nodes that may read those names, when the caller keeps track (a pass rewriting
+        reads again and again in a large workflow); the nodes are still taken in order."""
         from aobc.expr.ast import root_names
         from aobc.frontend.schema import load_node
         from aobc.ir.reads import cached_expr, frozen_node_reads
         from aobc.passes.subst import subst_expr_text, subst_node_document
 
         wanted = set(names)
-        for n in list(wf.nodes):
+        candidates: Iterable[Node] = list(wf.nodes)
+        if readers is not None:
+            ids = list(map(_ID, wf.nodes))
+            candidates = [wf.nodes[i] for i in sorted(ids.index(r) for r in readers if r in ids)]
+        for n in candidates:
             if wanted.isdisjoint(frozen_node_reads(n)) and (
                 not isinstance(n, MapNode) or wanted.isdisjoint(frozen_node_reads(n.body))
             ):

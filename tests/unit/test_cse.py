@@ -31,7 +31,7 @@ from aobc.passes.base import PassContext, Remark
 from aobc.passes.cse import CsePass
 from aobc.passes.pipeline import PassPipeline
 from aobc.testing.generate import random_workflow
-from aobc.tv import check, validate
+from aobc.tv import check, optimize, validate
 
 
 def cse(src: str) -> tuple[Workflow, list[Remark]]:
@@ -417,15 +417,21 @@ def test_a_scan_resumed_after_a_merge_decides_as_one_from_the_start(
     rng: random.Random, n: int, twins: bool
 ) -> None:
     """The fixpoint resumes each scan where the last merge cannot have changed a decision
-    (`_resumable`); scanning from the start every time must give the same patch, remark for
+    (`_resumable`), and rewrites only the nodes it knows read the duplicate (`_Uses`); scanning
+    from the start and looking at every node each time must give the same patch, remark for
     remark."""
     from unittest import mock
 
     import aobc.passes.cse as cse_module
 
     wf = with_duplicates(rng, n) if twins else random_workflow(rng, n)
+    if rng.random() < 0.5:  # cache keys naming nodes, for the merges to rename
+        wf = optimize(wf, "cache-mark")
     resumed = _cse_trace(wf)
     with mock.patch.object(cse_module, "_resumable", return_value=None):
+        assert _cse_trace(wf) == resumed
+    # Nor does knowing which nodes read what (`_Uses`): looking at every node, the same.
+    with mock.patch.object(cse_module._Uses, "of", return_value=None):
         assert _cse_trace(wf) == resumed
 
 
