@@ -234,6 +234,26 @@ def _near_miss(
 Buckets = dict[tuple[bytes, Control], list[str]]
 
 
+def _decide(
+    n: Node, earlier: list[str], graph: Graph
+) -> tuple[str, list[Edge], tuple[str, str] | None]:
+    """What the scan decides for node `n`, which duplicates the nodes `earlier` (in order):
+    (keep, the edges to move, None) to merge it into `keep`; or (the node a remark names,
+    [], (remark name, why)) when it may not be merged."""
+    keep = earlier[0]
+    blocked = unmergeable(n)
+    if blocked is None:
+        why = _successor_blocker(n.id, graph)
+        blocked = ("by-id", why) if why else None
+    if blocked is None:
+        for keep in earlier:
+            moved, why = _moved_edges(keep, n.id, graph)
+            if why is None:
+                return keep, moved, None
+        blocked = ("edges", why or "")
+    return keep, [], blocked
+
+
 def _scan(
     wf: Workflow,
     docs: DocCache,
@@ -257,19 +277,11 @@ def _scan(
         k = _keys(n, graph, docs)
         earlier = by_full.setdefault((k.full, k.control), [])
         if earlier:
-            keep = earlier[0]
-            blocked = unmergeable(n)
+            keep, moved, blocked = _decide(n, earlier, graph)
             if blocked is None:
-                why = _successor_blocker(n.id, graph)
-                blocked = ("by-id", why) if why else None
-            if blocked is None:
-                for keep in earlier:
-                    moved, why = _moved_edges(keep, n.id, graph)
-                    if why is None:
-                        out.merge = (keep, n.id, moved)
-                        out.stop = (j, by_full)
-                        return out
-                blocked = ("edges", why or "")
+                out.merge = (keep, n.id, moved)
+                out.stop = (j, by_full)
+                return out
             if collect:
                 out.missed.append((blocked[0], (keep, n.id), f"not CSE'd: {blocked[1]}"))
         elif collect:
@@ -298,12 +310,11 @@ def _resumable(
     The scan before the merge found nothing to merge before `j`. A node there keeps its
     decisions when it is the same object (its document is unchanged) with the same incoming
     edges (its control key), so a replaced node or changed incoming edges before `j` mean
-    starting again. Outgoing edges matter only to the pairs of a node's bucket
-    (`_successor_blocker`, `_moved_edges`), and the first of those is decided when the scan
-    reaches the bucket's second node. So when only outgoing edges changed, the scan may
-    start at the earliest such second node of a bucket with a changed node (or at `j` when
-    there is none), with the buckets cut down to the nodes before it: the next scan then
-    decides exactly as one from the start would, up to where it starts. `ends`: the nodes
+    starting again. Outgoing edges matter only to the decisions made at the nodes of a
+    changed node's bucket (`_decide`: `_successor_blocker`, `_moved_edges`), so those are
+    made again on the new graph. The first that now merges is where the next scan starts,
+    with the buckets cut down to the nodes before it; when none does, it starts at `j`.
+    Either way it decides exactly as one from the start would, up to where it starts. `ends`: the nodes
     whose edges the merge may have changed (`_changed_ends`); no other node's did."""
     j, buckets = stop
     if any(map(operator.is_not, old.nodes[:j], new.nodes[:j])):
@@ -322,16 +333,35 @@ def _resumable(
             if at is None:
                 continue
             k = _keys(a, new_graph, docs)
-            bucket = buckets.get((k.full, k.control), [])
-            if len(bucket) > 1:
-                second = _position(old, old_graph.nodes[bucket[1]], j)
-                assert second is not None  # buckets hold only nodes before j
-                first = min(first, second)
+            where = _first_merge(buckets.get((k.full, k.control), []), old, old_graph, new_graph, j)
+            if where is not None:
+                first = min(first, where)
     if first == j:
         return stop
-    before = {n.id for n in old.nodes[:first]}
-    cut = {key: [x for x in ids if x in before] for key, ids in buckets.items()}
-    return first, {key: ids for key, ids in cut.items() if ids}
+    # Take the nodes from `first` to `j` back out of their buckets, last first: each is the
+    # last of its bucket then (buckets fill in scan order), with the keys it went in with.
+    for n in reversed(old.nodes[first:j]):
+        if old_graph.nodes.get(n.id) is not n:
+            continue  # a repeated id: never in a bucket
+        k = _keys(n, new_graph, docs)  # its edges did not change: the same keys
+        bucket = buckets[(k.full, k.control)]
+        assert bucket[-1] == n.id
+        bucket.pop()
+    return first, buckets
+
+
+def _first_merge(
+    bucket: list[str], old: Workflow, old_graph: Graph, new_graph: Graph, j: int
+) -> int | None:
+    """The position of the first node of `bucket` (nodes before `j`, in scan order) that the
+    scan would now merge, deciding on the new graph; None when none would."""
+    for at in range(1, len(bucket)):
+        member = old_graph.nodes[bucket[at]]
+        if _decide(member, bucket[:at], new_graph)[2] is None:
+            where = _position(old, member, j)
+            assert where is not None  # buckets hold only nodes before j
+            return where
+    return None
 
 
 def _changed_ends(

@@ -453,7 +453,52 @@ def test_resumed_scans_are_exercised() -> None:
     with mock.patch.object(cse_module, "_resumable", spy):
         for seed in range(30):
             _cse_trace(random_workflow(random.Random(seed), 200))
-    assert seen["at j"] > 0 and seen["earlier"] > 0, seen
+    # A merge only adds edges to the kept node, which can block a pair but never unblock
+    # one, so on real merges the scan resumes at the duplicate's position: the earlier
+    # start is a guard, tested directly below.
+    assert seen["at j"] > 0 and seen["from the start"] == 0, seen
+
+
+def test_a_decision_a_change_would_flip_restarts_the_scan_there() -> None:
+    """`_resumable` on a change no merge makes (an edge of the kept node taken away): the
+    pair it blocked now merges, so the scan must start at that pair, with the buckets of
+    the nodes before it only."""
+    import aobc.passes.cse as cse_module
+    from aobc.ir import Graph
+
+    wf, _ = cse(
+        """
+        workflow w {
+          output o = t.x
+          x1 = http GET "https://a.example.com/v" { effect: idempotent }
+          x2 = http GET "https://a.example.com/v" { effect: idempotent }
+          t = function "m:t" { effect: pure, args: { a: x1.body, b: x2.body } }
+          x1 -[when x1.status == 200]-> t
+          x2 -[when x2.status == 201]-> t
+        }
+        """
+    )
+    # x2 is not merged into x1: both feed t under different guards.
+    assert ids(wf) == ["x1", "x2", "t"]
+    docs: cse_module.DocCache = {}
+    scan = cse_module._scan(wf, docs, collect=False)
+    assert scan.merge is None
+    graph = scan.graph
+    # As if a merge had been found at t (position 2): the buckets of x1 and x2, one bucket.
+    buckets: cse_module.Buckets = {}
+    for n in wf.nodes[:2]:
+        k = cse_module._keys(n, graph, docs)
+        buckets.setdefault((k.full, k.control), []).append(n.id)
+    assert list(buckets.values()) == [["x1", "x2"]]
+    # Take x1's guarded edge away: now nothing keeps x2 from merging into x1.
+    changed = dataclasses.replace(wf, edges=tuple(e for e in wf.edges if e.src != "x1"))
+    new_graph = Graph.of(changed)
+    got = cse_module._resumable(wf, graph, changed, new_graph, (2, buckets), docs, {"x1", "t"})
+    assert got is not None and got[0] == 1  # at x2
+    assert list(got[1].values()) == [["x1"]]  # x2 taken back out of its bucket
+    # With x1's edge in place, nothing flips: the scan goes on where it stopped.
+    same = cse_module._resumable(wf, graph, wf, graph, (2, {**buckets}), docs, {"x1", "t"})
+    assert same is not None and same[0] == 2
 
 
 @given(st.randoms(use_true_random=False), st.integers(20, 150), st.booleans())
