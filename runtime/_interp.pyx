@@ -155,20 +155,6 @@ cdef inline Py_ssize_t _heap_pop(Stack *h) noexcept:
     return top
 
 
-cdef int _heap_take(Stack *h, list items, Py_ssize_t n) except -1:
-    """Push every index of `items`, then empty `items`. All are checked first (ints in
-    0..n-1), so a bad one raises with nothing taken."""
-    cdef Py_ssize_t k, j
-    for k in range(len(items)):
-        j = items[k]
-        if j < 0 or j >= n:
-            raise IndexError(f"node index {j} out of range (0..{n - 1})")
-    for k in range(len(items)):
-        _heap_push(h, items[k])
-    del items[:]
-    return 0
-
-
 # --- Python sequences, always bounds-checked ----------------------------------------------
 
 @cython.boundscheck(True)
@@ -817,13 +803,14 @@ def drain(
     """Run the ready nodes, smallest index first, until none is ready or `start_node` says
     the run has ended.
 
-    As the reference (whose docstring says why the order is the smallest index first): a
-    node runs inline when `fns[i]` is a callable, gets its DONE predecessors' outputs by id,
-    and its value goes to `values`, its id to `done` and `order`; successors are routed
-    (asking `taken_of` only where `guarded[i]`). Every other ready node is marked RUNNING and
-    handed to `start_node(i)`, whose True stops the drain; what it readies it appends to
-    `ready`. If a function raises, the exception propagates with `st.current` naming the
-    node (-1 if `start_node` raised), and `ready` holds what was still to run.
+    As the reference (whose docstring says why the order is the smallest index first, and
+    why a join that fires on some of its inputs runs at once): a node runs inline when
+    `fns[i]` is a callable, gets its DONE predecessors' outputs by id, and its value goes to
+    `values`, its id to `done` and `order`; successors are routed (asking `taken_of` only
+    where `guarded[i]`). Every other ready node is marked RUNNING and handed to
+    `start_node(i)`, whose True stops the drain; what it readies it appends to `ready`. If a
+    function raises, the exception propagates with `st.current` naming the node (-1 if
+    `start_node` raised), and `ready` holds what was still to run.
     """
     cdef Stack heap, fresh, skipped
     cdef Py_ssize_t i, k, p, n = st.n
@@ -831,7 +818,6 @@ def drain(
     cdef int *offsets = st._pred_offsets
     cdef int *sources = st._pred_sources
     cdef dict inputs
-    cdef bint moved = False
     # The ready nodes live in a C min-heap while the loop runs; `ready` collects what
     # `start_node` readies, and gets the heap back when the loop stops.
     _stack_init(&heap, len(ready))
@@ -839,8 +825,8 @@ def drain(
         _stack_init(&fresh, 16)
         _stack_init(&skipped, 16)
         try:
-            _heap_take(&heap, ready, n)  # a non-int or out-of-range index raises here
-            moved = True
+            if _admit(st, &heap, ready, start_node):
+                return
             while heap.len:
                 i = _heap_pop(&heap)
                 if status[i] != C_READY:
@@ -849,9 +835,7 @@ def drain(
                 fn = _item(fns, i)
                 if fn is None:
                     st.current = -1
-                    stop = start_node(i)
-                    _heap_take(&heap, ready, n)
-                    if stop:
+                    if start_node(i) or _admit(st, &heap, ready, start_node):
                         break
                     continue
                 st.current = i
@@ -869,13 +853,44 @@ def drain(
                 _complete(
                     st, i, taken_of(i, value) if _item(guarded, i) else None, &fresh, &skipped
                 )
-                for k in range(fresh.len):
-                    _heap_push(&heap, fresh.data[k])
+                ready.extend(_stack_list(&fresh, 0))
+                if _admit(st, &heap, ready, start_node):
+                    break
             st.current = -1
         finally:
             _stack_free(&skipped)
             _stack_free(&fresh)
     finally:
-        if moved:
-            ready.extend(_stack_list(&heap, 0))
+        ready.extend(_stack_list(&heap, 0))
         _stack_free(&heap)
+
+
+cdef int _admit(Routing st, Stack *heap, list ready, object start_node) except -1:
+    """As the reference's `_admit`: move `ready`'s nodes, in order, onto the heap, starting
+    at once a join that fires on some of its inputs; 1 when `start_node` said stop. Indices
+    are checked as they come (a bad one raises before it is used)."""
+    cdef list items = list(ready)
+    cdef Py_ssize_t k = 0, j, n = st.n
+    cdef int *status = st._status
+    del ready[:]
+    try:
+        while k < len(items):
+            j = items[k]
+            if j < 0 or j >= n:
+                raise IndexError(f"node index {j} out of range (0..{n - 1})")
+            k += 1
+            if status[j] == C_READY and st._is_join[j] and st._join_mode[j] != C_J_ALL:
+                status[j] = C_RUNNING
+                st.current = -1
+                stop = start_node(j)  # it appends what it readies to `ready`
+                items.extend(ready)
+                del ready[:]
+                if stop:
+                    return 1
+            else:
+                _heap_push(heap, j)
+    finally:
+        for j in items[k:]:  # not admitted (none, unless it stopped or raised)
+            if 0 <= j < n:
+                _push(heap, j)
+    return 0

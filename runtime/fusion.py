@@ -143,11 +143,18 @@ class Fusion:
 def fusable(engine: Engine, ir: ExecIR, i: int) -> Candidate | None:
     """Node i as a fusion candidate: a pure synchronous function the engine calls inline
     with its predecessors' outputs (no `args`, no retries, not cache-marked), taking its
-    inputs or nothing (a function that wants its context runs on its own); or a `join all`.
+    inputs or nothing (a function that wants its context runs on its own); or a `join all`;
+    and none that feeds a join firing on some of its inputs (`any`, `n of m`).
     (A region runs only once every input from outside is done, so all of a join's inputs
     ran: its output is all of them, as the interpreter's would be. `any` and `n` joins fire
     on what has run so far, which a region does not model.)"""
     node = ir.nodes[i]
+    for j in ir.successors(i):
+        succ = ir.nodes[j]
+        if succ.kind == K_JOIN and succ.join_mode != J_ALL:
+            # A join that fires on some inputs sees those done when it fires: run one by
+            # one, its inputs arrive one at a time, which a region's single call would not.
+            return None
     if node.kind == K_JOIN and node.join_mode == J_ALL:
         return JOIN_ALL
     if node.kind != K_FUNCTION or node.effect != E_PURE or node.max_attempts > 1:

@@ -277,7 +277,9 @@ def drain(
     the run has ended.
 
     `ready` is a bag of node indices (entries no longer READY are passed over). The node run
-    next is always the smallest READY one, whoever readied it. Node indices are a topological
+    next is always the smallest READY one, whoever readied it; except a join that fires on
+    some of its inputs (`any`, `n of m`), which runs the moment it fires (`_admit`): pure and
+    unable to fail, it changes nothing below by running early. Node indices are a topological
     order (the source order where the graph leaves a choice), so among the nodes that can run
     at once the run is in a fixed order, and of two failing nodes the run reports the one that
     comes first. That order does not depend on which nodes run inline, nor on whether some of
@@ -297,13 +299,13 @@ def drain(
     If a function raises, the exception propagates with `st.current` naming the node (it is
     -1 when `start_node` raised), and `ready` holds what was still to run.
     """
-    heap = list(ready)
-    heapq.heapify(heap)
-    del ready[:]  # from here on, `ready` collects what `start_node` readies
+    heap: list[int] = []
     status = st.status
     offsets = st.pred_offsets
     sources = st.pred_sources
     try:
+        if _admit(st, heap, ready, start_node):
+            return
         while heap:
             i = heapq.heappop(heap)
             if status[i] != READY:
@@ -312,11 +314,7 @@ def drain(
             fn = fns[i]
             if fn is None:
                 st.current = -1
-                stop = start_node(i)
-                for j in ready:
-                    heapq.heappush(heap, j)
-                del ready[:]
-                if stop:
+                if start_node(i) or _admit(st, heap, ready, start_node):
                     break
                 continue
             st.current = i
@@ -328,8 +326,39 @@ def drain(
             done[ids[i]] = None
             order.append(ids[i])
             new, _ = complete(st, i, taken_of(i, value) if guarded[i] else None)
-            for j in new:
-                heapq.heappush(heap, j)
+            ready.extend(new)
+            if _admit(st, heap, ready, start_node):
+                break
         st.current = -1
     finally:
         ready.extend(heap)
+
+
+def _admit(
+    st: Routing, heap: list[int], ready: list[int], start_node: Callable[[int], bool]
+) -> bool:
+    """Move the newly ready nodes of `ready`, in order, onto the heap; except that a join
+    that fires on some of its inputs (`any`, `n of m`) is started at once, so that it sees
+    the inputs that had arrived when it fired and no later one (whatever index it has). What
+    starting it readies is admitted in turn. True when `start_node` said the run has ended;
+    whatever was not admitted is then on the heap, as it is when `start_node` raises."""
+    items = list(ready)
+    del ready[:]
+    k = 0
+    try:
+        while k < len(items):
+            j = items[k]
+            k += 1
+            if st.status[j] == READY and st.is_join[j] and st.join_mode[j] != J_ALL:
+                st.status[j] = RUNNING
+                st.current = -1
+                stop = start_node(j)  # it appends what it readies to `ready`
+                items.extend(ready)
+                del ready[:]
+                if stop:
+                    return True
+            else:
+                heapq.heappush(heap, j)
+    finally:
+        heap.extend(items[k:])  # not admitted (none, unless it stopped or raised)
+    return False

@@ -264,6 +264,28 @@ def test_a_join_all_is_fused_with_the_functions_around_it(harness: Harness, mode
     assert sorted(map(repr, fused_events)) == sorted(map(repr, plain_events))
 
 
+@pytest.mark.parametrize("mode", ["fast", "full"])
+@pytest.mark.parametrize("fuse", [False, True], ids=["unfused", "fused"])
+def test_a_join_any_sees_only_what_had_arrived_when_it_fired(
+    harness: Harness, mode: str, fuse: bool
+) -> None:
+    # b is ready when j fires on a (and has the smaller index): j runs at once, without b.
+    step = "wf_functions:step"
+    wf = Workflow(
+        name="first",
+        nodes=(
+            FunctionNode(id="a", effect=Effect.PURE, fn=step),
+            FunctionNode(id="b", effect=Effect.PURE, fn=step),
+            JoinNode(id="j", effect=Effect.PURE, mode=JoinMode.ANY),
+        ),
+        edges=(Edge(src="a", dst="j"), Edge(src="b", dst="j")),
+        outputs=(OutputDecl(name="first", expr="j"),),
+    )
+    result, _ = _run(harness, wf, mode=mode, fuse=fuse)
+    assert result.status == "succeeded"
+    assert list(result.outputs["first"]) == ["a"]
+
+
 def test_joins_of_other_modes_are_not_fused() -> None:
     from aobc.runtime.fusion import fusable
 
@@ -383,7 +405,9 @@ def fusable_workflows(draw: st.DrawFn) -> Workflow:
             # not upstream, whose value would depend on timing.
             nodes.append(ConditionNode(id=nid, effect=Effect.PURE, expr=f"n{preds[-1]}.n > 4"))
         elif kind == "join" and i > 1:
-            nodes.append(JoinNode(id=nid, effect=Effect.PURE, mode=JoinMode.ALL))
+            mode = draw(st.sampled_from(list(JoinMode)))
+            n_of = draw(st.integers(1, len(preds))) if mode is JoinMode.N_OF_M else None
+            nodes.append(JoinNode(id=nid, effect=Effect.PURE, mode=mode, n=n_of))
         else:
             fn = {"effect": "w.sink:put", "fail": "w.fail:f"}.get(kind, f"w.f{i % 3}:g")
             effect = Effect.EFFECTFUL if kind == "effect" else Effect.PURE

@@ -525,3 +525,25 @@ def test_the_graph_after_a_merge_is_the_graph_of_the_merged_workflow(
     wf = with_duplicates(rng, n) if twins else random_workflow(rng, n)
     with mock.patch.object(cse_module, "_next_graph", check):
         _cse_trace(wf)
+
+
+def test_a_join_any_reads_the_same_inputs_after_a_merge() -> None:
+    # Found by the property above: merging n0_twin into n0 readies n2 together with n5, and
+    # n5 (join any) used to wait behind n2's smaller index and see n2 too. A join that fires
+    # on some inputs runs at once, and sees only those.
+    src = """
+workflow generated {
+  output result = n5
+  n0      = timer 1s
+  n1      = function "pkg.mod0:f0" { effect: pure }
+  n2      = timer 1s
+  n5      = join any
+  n0_twin = timer 1s
+  n0 -> n2
+  n0 -> n5
+  n1 -> n5
+  n2 -> n5
+  n0_twin -> n2
+}
+"""
+    assert validate(load_text(src, "g.aob"), "verify,cse,verify", seeds=3) is None
