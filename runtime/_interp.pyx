@@ -853,8 +853,7 @@ def drain(
                 _complete(
                     st, i, taken_of(i, value) if _item(guarded, i) else None, &fresh, &skipped
                 )
-                ready.extend(_stack_list(&fresh, 0))
-                if _admit(st, &heap, ready, start_node):
+                if _admit_fresh(st, &heap, &fresh, ready, start_node):
                     break
             st.current = -1
         finally:
@@ -863,6 +862,23 @@ def drain(
     finally:
         ready.extend(_stack_list(&heap, 0))
         _stack_free(&heap)
+
+
+cdef int _admit_fresh(
+    Routing st, Stack *heap, Stack *fresh, list ready, object start_node
+) except -1:
+    """`_admit` of the nodes an inline node has just readied, straight from the C stack:
+    onto the heap, until (rarely) a join that fires at once, from which on the rest goes
+    the general way, in the same order."""
+    cdef Py_ssize_t k, j
+    cdef int *status = st._status
+    for k in range(fresh.len):
+        j = fresh.data[k]
+        if status[j] == C_READY and st._is_join[j] and st._join_mode[j] != C_J_ALL:
+            ready.extend(_stack_list(fresh, k))
+            return _admit(st, heap, ready, start_node)
+        _heap_push(heap, j)
+    return 0
 
 
 cdef int _admit(Routing st, Stack *heap, list ready, object start_node) except -1:

@@ -326,8 +326,12 @@ def drain(
             done[ids[i]] = None
             order.append(ids[i])
             new, _ = complete(st, i, taken_of(i, value) if guarded[i] else None)
-            ready.extend(new)
-            if _admit(st, heap, ready, start_node):
+            for k, j in enumerate(new):
+                if status[j] == READY and st.is_join[j] and st.join_mode[j] != J_ALL:
+                    ready.extend(new[k:])  # (rare) a join that fires at once: `_admit`
+                    break
+                heapq.heappush(heap, j)
+            if ready and _admit(st, heap, ready, start_node):
                 break
         st.current = -1
     finally:
