@@ -10,7 +10,7 @@ Used against the embedded backend (test_schemathesis.py) and the distributed one
 from __future__ import annotations
 
 import schemathesis
-from apiserver import Server, deploy, start_run, wait_for
+from apiserver import GATE, Server, deploy, start_run, wait_for
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -37,15 +37,6 @@ CHECKS = {
         negative_data_rejection,
     ],
 }
-
-GATE = """
-workflow gate {
-  output sent = send
-  review = approval { approvers: ["ops"], timeout: 1h }
-  send = function "apifns:record" { effect: effectful }
-  review -[approved]-> send
-}
-"""
 
 
 def check_api(server: Server, mode: GenerationMode, gate: str = GATE) -> None:

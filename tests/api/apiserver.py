@@ -138,6 +138,17 @@ def start(
     return server
 
 
+#: A workflow that waits for a person, then makes one effect: what most API tests deploy.
+GATE = """
+workflow gate {
+  output sent = send
+  review = approval { approvers: ["ops"], timeout: 1h }
+  send = function "apifns:record" { effect: effectful }
+  review -[approved]-> send
+}
+"""
+
+
 def deploy(c: httpx.Client, source: str, name: str, tag: str = "main", **extra: Any) -> str:
     r = c.post(
         "/workflows",

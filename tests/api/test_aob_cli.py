@@ -10,16 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from apiserver import BIN, Server, deploy
-
-GATE = """
-workflow gate {
-  output sent = send
-  review = approval { approvers: ["ops"], timeout: 1h }
-  send = function "apifns:record" { effect: effectful }
-  review -[approved]-> send
-}
-"""
+from apiserver import BIN, GATE, Server, deploy
 
 
 def aob(

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from apiserver import Server, deploy, start, start_run, wait_for
+from apiserver import GATE, Server, deploy, start, start_run, wait_for
 
 SLOW = """
 workflow slow {
@@ -19,15 +19,6 @@ workflow slow {
   nap = function "apifns:nap" { effect: idempotent, args: { seconds: inputs.seconds } }
   after = function "apifns:record" { effect: effectful }
   nap -> after
-}
-"""
-
-GATE = """
-workflow gate {
-  output sent = send
-  review = approval { approvers: ["ops"], timeout: 1h }
-  send = function "apifns:record" { effect: effectful }
-  review -[approved]-> send
 }
 """
 

@@ -7,22 +7,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from test_run_now import CHAIN
+
 from aobc.backend.lower import lower
 from aobc.frontend import load_text
 from aobc.runtime.engine import Engine, EngineOptions, Stores
 from aobc.runtime.stores.base import Conflict, RunRecord
 from aobc.runtime.stores.embedded import EmbeddedStores
 from aobc.runtime.stores.sqlite import SqliteEventLog
-
-CHAIN = """
-workflow chain {
-  output o = c
-  a = function "wf_functions:step" { effect: pure }
-  b = function "wf_functions:step" { effect: pure }
-  c = function "wf_functions:step" { effect: pure }
-  a -> b -> c
-}
-"""
 
 
 def engine_on(stores: EmbeddedStores) -> Engine:
