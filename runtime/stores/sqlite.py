@@ -113,6 +113,27 @@ _RUN_COLUMNS: Final = (
 )
 
 
+def _insert_run(conn: sqlite3.Connection, record: RunRecord, labels: str, first: int) -> None:
+    """The run's row; `first`: how many of its events `create_run` wrote (IntegrityError
+    when its id, or its idempotency key in its namespace, is taken)."""
+    conn.execute(
+        f"INSERT INTO runs ({_RUN_COLUMNS}, first_events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.run_id,
+            record.workflow,
+            record.ir_hash,
+            record.status,
+            record.created,
+            record.updated,
+            record.namespace,
+            record.parent,
+            record.idempotency_key,
+            labels,
+            first,
+        ),
+    )
+
+
 def _json(value: Any) -> str:
     return canonical_bytes(value).decode("utf-8")
 
@@ -309,23 +330,7 @@ class SqliteEventLog:
                 if row is not None:
                     return self._read(conn, row[0], 0, row[1])
             try:
-                conn.execute(
-                    f"INSERT INTO runs ({_RUN_COLUMNS}, first_events)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.run_id,
-                        record.workflow,
-                        record.ir_hash,
-                        record.status,
-                        record.created,
-                        record.updated,
-                        record.namespace,
-                        record.parent,
-                        record.idempotency_key,
-                        labels,
-                        len(encoded),
-                    ),
-                )
+                _insert_run(conn, record, labels, len(encoded))
             except sqlite3.IntegrityError as err:
                 raise Conflict(f"run {record.run_id!r} already exists") from err
             return self._insert(conn, record.run_id, 0, encoded)
@@ -358,22 +363,7 @@ class SqliteEventLog:
         with self._write() as conn:
             for at, record, labels, encoded in prepared:
                 try:
-                    conn.execute(
-                        f"INSERT INTO runs ({_RUN_COLUMNS}, first_events)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                        (
-                            record.run_id,
-                            record.workflow,
-                            record.ir_hash,
-                            record.status,
-                            record.created,
-                            record.updated,
-                            record.namespace,
-                            record.parent,
-                            record.idempotency_key,
-                            labels,
-                        ),
-                    )
+                    _insert_run(conn, record, labels, 1)
                 except sqlite3.IntegrityError as err:
                     # The statement alone is undone; the transaction goes on with the others.
                     taken = Conflict(f"run {record.run_id!r} or its idempotency key is taken")
